@@ -1,0 +1,264 @@
+//! The hook trampolines. Each returns OK/DECLINED or a *positive* error: -1 is DECLINED in
+//! httpd's RUN_ALL hooks and would let a child that failed to be jailed go on serving.
+
+use std::ffi::{c_char, c_int, CStr};
+use std::path::PathBuf;
+
+use crate::config::HostConfig;
+use crate::jail::{Identity, Prepared};
+
+use super::guard::ffi_guard;
+use super::log::log_at;
+use super::{server_config, sys};
+
+/// Fail-closed code for a hook that could not do its job (any value other than OK/DECLINED).
+const FAIL: c_int = 500;
+const OK: c_int = sys::OK as c_int;
+const DECLINED: c_int = sys::DECLINED as c_int;
+/// httpd's APEXIT_CHILDFATAL: the parent stops instead of respawning children.
+const APEXIT_CHILDFATAL: c_int = 0xf;
+
+fn main_state() -> c_int {
+    // SAFETY: ap_state_query only reads httpd's global state.
+    unsafe { sys::ap_state_query(sys::AP_SQ_MAIN_STATE as c_int) }
+}
+
+/// Once the whole configuration is read (also under `-t`): resolve the prison or refuse it.
+pub unsafe extern "C" fn check_config(
+    pconf: *mut sys::apr_pool_t,
+    _plog: *mut sys::apr_pool_t,
+    _ptemp: *mut sys::apr_pool_t,
+    s: *mut sys::server_rec,
+) -> c_int {
+    ffi_guard(FAIL, || {
+        // SAFETY: `s` is the live main server for this configuration.
+        let Some(record) = (unsafe { server_config::of(s) }) else {
+            return DECLINED;
+        };
+        // SAFETY: `s` and `pconf` are live; the globals read are httpd's exported, initialised
+        // configuration.
+        let host = unsafe { host_config(pconf, s) };
+        let mut record = record.borrow_mut();
+        match record.directives.finish(&host) {
+            Ok(prison) => {
+                record.prison = prison;
+                OK
+            }
+            Err(e) => {
+                log_at!(s, Emerg, "mod_prison: configuration refused: {e}");
+                FAIL
+            }
+        }
+    })
+}
+
+/// What the rest of httpd's configuration says that the prison depends on.
+///
+/// # Safety
+/// `pconf` and `s` must be the live config pool and main server.
+unsafe fn host_config(pconf: *mut sys::apr_pool_t, s: *mut sys::server_rec) -> HostConfig {
+    // SAFETY: per the contract; ap_runtime_dir_relative returns a pool string or null.
+    let runtime_dir = unsafe { opt_c_string(sys::ap_runtime_dir_relative(pconf, c"".as_ptr())) }
+        .map(PathBuf::from)
+        .filter(|dir| dir.is_dir());
+    HostConfig {
+        // SAFETY: `s` is live; server_hostname is null or a pool string.
+        server_name: unsafe { c_string((*s).server_hostname) },
+        // SAFETY: ap_unixd_config is httpd's exported, fully initialised configuration.
+        chroot_dir: unsafe { opt_c_string(sys::ap_unixd_config.chroot_dir) },
+        // SAFETY: ap_conftree is the parsed configuration tree, alive while pconf is.
+        mutexes: unsafe { directive_args(sys::ap_conftree, "Mutex") },
+        runtime_dir,
+    }
+}
+
+/// The arguments of every directive named `name` anywhere in the tree.
+///
+/// # Safety
+/// `node` is null or a live `ap_directive_t` tree.
+unsafe fn directive_args(node: *const sys::ap_directive_t, name: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut node = node;
+    while !node.is_null() {
+        // SAFETY: per the contract every node and its strings are live.
+        unsafe {
+            if c_string((*node).directive).eq_ignore_ascii_case(name) {
+                found.push(c_string((*node).args));
+            }
+            found.extend(directive_args((*node).first_child, name));
+            node = (*node).next;
+        }
+    }
+    found
+}
+
+/// In the parent: pass 1 (before daemonizing) does nothing; later passes build the prison.
+pub unsafe extern "C" fn post_config(
+    _pconf: *mut sys::apr_pool_t,
+    _plog: *mut sys::apr_pool_t,
+    _ptemp: *mut sys::apr_pool_t,
+    s: *mut sys::server_rec,
+) -> c_int {
+    ffi_guard(FAIL, || {
+        if main_state() == sys::AP_SQ_MS_CREATE_PRE_CONFIG as c_int {
+            return OK;
+        }
+        // SAFETY: `s` is the live main server.
+        let Some(record) = (unsafe { server_config::of(s) }) else {
+            return DECLINED;
+        };
+        let mut record = record.borrow_mut();
+        let Some(prison) = record.prison.clone() else {
+            log_at!(s, Info, "mod_prison: no PrisonDir, children are not jailed");
+            return OK;
+        };
+        // SAFETY: ap_unixd_config is httpd's exported configuration, set by User/Group.
+        let (user, uid, gid) = unsafe {
+            (
+                c_string(sys::ap_unixd_config.user_name),
+                sys::ap_unixd_config.user_id,
+                sys::ap_unixd_config.group_id,
+            )
+        };
+        match Identity::resolve(&user, uid, gid)
+            .and_then(|identity| Prepared::build(&prison, &identity))
+        {
+            Ok(prepared) => {
+                record.prepared = Some(prepared);
+                log_at!(
+                    s,
+                    Notice,
+                    "mod_prison: {prison}: ready, children run as {user} ({uid}:{gid})"
+                );
+                OK
+            }
+            Err(e) => {
+                log_at!(
+                    s,
+                    Emerg,
+                    "mod_prison: prison {} cannot be built, httpd will not start: {e}",
+                    prison.name
+                );
+                FAIL
+            }
+        }
+    })
+}
+
+/// In every child and the cgid daemon, as root and single-threaded, before mod_unixd.
+pub unsafe extern "C" fn attach(_pool: *mut sys::apr_pool_t, s: *mut sys::server_rec) -> c_int {
+    ffi_guard(FAIL, || {
+        // SAFETY: `s` is the live main server.
+        let Some(record) = (unsafe { server_config::of(s) }) else {
+            return DECLINED;
+        };
+        let record = record.borrow();
+        let Some(prison) = &record.prison else {
+            return DECLINED;
+        };
+        let pid = std::process::id();
+        let Some(prepared) = &record.prepared else {
+            log_at!(
+                s,
+                Emerg,
+                "mod_prison: pid {pid}: prison {} was never built; this process exits",
+                prison.name
+            );
+            return FAIL;
+        };
+        match prepared.attach() {
+            Ok(()) => {
+                log_at!(
+                    s,
+                    Debug,
+                    "mod_prison: pid {pid}: attached to prison {}",
+                    prison.name
+                );
+                OK
+            }
+            Err(e) => {
+                log_at!(
+                    s,
+                    Emerg,
+                    "mod_prison: pid {pid}: attaching to prison {} failed, this process exits: {e}",
+                    prison.name
+                );
+                FAIL
+            }
+        }
+    })
+}
+
+/// After every other drop_privileges hook: assert the process is jailed and not root.
+pub unsafe extern "C" fn verify_attached(
+    _pool: *mut sys::apr_pool_t,
+    s: *mut sys::server_rec,
+) -> c_int {
+    ffi_guard(FAIL, || match verify(s) {
+        Some(Err(e)) => {
+            log_at!(
+                s,
+                Emerg,
+                "mod_prison: pid {}: not properly jailed, this process exits: {e}",
+                std::process::id()
+            );
+            FAIL
+        }
+        Some(Ok(())) => OK,
+        None => DECLINED,
+    })
+}
+
+/// child_init returns void and cannot fail a child, so a child that is not jailed exits here.
+pub unsafe extern "C" fn child_init(_pool: *mut sys::apr_pool_t, s: *mut sys::server_rec) {
+    ffi_guard((), || {
+        if let Some(Err(e)) = verify(s) {
+            log_at!(
+                s,
+                Emerg,
+                "mod_prison: pid {}: not properly jailed at child_init, exiting: {e}",
+                std::process::id()
+            );
+            // SAFETY: ending this child at once; it must never serve.
+            unsafe { libc::_exit(APEXIT_CHILDFATAL) };
+        }
+    })
+}
+
+/// `None`: no prison configured.
+fn verify(s: *mut sys::server_rec) -> Option<Result<(), crate::jail::SetupError>> {
+    // SAFETY: `s` is the live main server.
+    let record = unsafe { server_config::of(s) }?.borrow();
+    record.prison.as_ref()?;
+    Some(match &record.prepared {
+        Some(prepared) => prepared.verify(),
+        None => Err(crate::jail::SetupError::check(
+            "verifying the prison",
+            "it was never built",
+        )),
+    })
+}
+
+/// The config pool of a generation is being cleared: at exit, tear the prison down; at a
+/// restart, release the parent's handles (old children keep their prison until they exit).
+pub fn end_of_generation(prepared: Prepared) {
+    if main_state() == sys::AP_SQ_MS_EXITING as c_int {
+        prepared.teardown();
+    } else {
+        prepared.release();
+    }
+}
+
+/// # Safety
+/// `p` is null or a NUL-terminated string.
+unsafe fn opt_c_string(p: *const c_char) -> Option<String> {
+    // SAFETY: per the contract.
+    (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
+}
+
+/// # Safety
+/// `p` is null or a NUL-terminated string.
+unsafe fn c_string(p: *const c_char) -> String {
+    // SAFETY: per the contract.
+    unsafe { opt_c_string(p) }.unwrap_or_default()
+}

@@ -1,0 +1,246 @@
+//! Configuration: what the admin wrote, parsed and validated at config time into plain values.
+//!
+//! Nothing here makes a syscall that changes anything; the only host facts read are
+//! `stat` of PrisonDir and the list of online CPUs, both passed in or done at parse time so
+//! that `apachectl -t` reports every mistake with its line.
+
+mod bind;
+mod cpu;
+mod dir;
+mod ip;
+mod memory;
+mod name;
+mod security;
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+pub use bind::{Bind, BindError};
+pub use cpu::{CpuListError, CpuSet, MAX_CPU_ID};
+pub use dir::{check_facts, check_prison_dir, DirError, DirFacts};
+pub use ip::{IpError, PrisonIp};
+pub use memory::{parse_size, MemoryError, MemoryLimits};
+pub use name::{NameError, PrisonName, MAX_NAME_LEN};
+pub use security::{Security, SecurityError};
+
+/// Whether this build is PARANOID (the cargo feature, on by default).
+pub const PARANOID: bool = cfg!(feature = "paranoid");
+
+/// A directive the admin got wrong. `Display` is the text httpd shows after
+/// "Syntax error on line N of FILE:".
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("PrisonDir: {0}")]
+    Dir(#[from] DirError),
+    #[error("PrisonIP: {0}")]
+    Ip(#[from] IpError),
+    #[error("PrisonSecurity: {0}")]
+    Security(#[from] SecurityError),
+    #[error("PrisonCPU: {0}")]
+    Cpu(#[from] CpuListError),
+    #[error("PrisonMemory: {0}")]
+    Memory(#[from] MemoryError),
+    #[error("PrisonName: {0}")]
+    Name(#[from] NameError),
+    #[error("PrisonBind: {0}")]
+    Bind(#[from] BindError),
+    #[error("{0}: given twice; each Prison directive may appear once")]
+    Duplicate(&'static str),
+    #[error("{0} is set but PrisonDir is not; a prison is declared by its PrisonDir")]
+    NoPrisonDir(&'static str),
+    #[error("PrisonName: not set, and the ServerName {server_name:?} does not give a usable default ({reason}); set PrisonName")]
+    NoDefaultName {
+        server_name: String,
+        reason: NameError,
+    },
+    #[error("Mutex {0:?}: SysV semaphores do not work across the prison's IPC namespace; use Mutex pthread, fcntl or flock with PrisonDir")]
+    SysvMutex(String),
+    #[error("PrisonDir cannot be combined with ChrootDir {0:?}: the prison already is the child's root; remove ChrootDir")]
+    ChrootDir(String),
+}
+
+/// The directives as written, collected while httpd reads its configuration.
+/// Each setter is one directive; duplicates are refused.
+#[derive(Debug, Default, Clone)]
+pub struct Directives {
+    pub dir: Option<PathBuf>,
+    pub ip: Option<PrisonIp>,
+    pub security: Option<Security>,
+    pub cpus: Option<CpuSet>,
+    pub memory: Option<MemoryLimits>,
+    pub name: Option<PrisonName>,
+    pub binds: Vec<Bind>,
+}
+
+fn set_once<T>(slot: &mut Option<T>, directive: &'static str, value: T) -> Result<(), ConfigError> {
+    if slot.is_some() {
+        return Err(ConfigError::Duplicate(directive));
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
+impl Directives {
+    pub fn prison_dir(&mut self, arg: &str) -> Result<(), ConfigError> {
+        let dir = check_prison_dir(arg, PARANOID)?;
+        set_once(&mut self.dir, "PrisonDir", dir)
+    }
+
+    pub fn prison_ip(&mut self, args: &[&str]) -> Result<(), ConfigError> {
+        let ip = PrisonIp::parse(args, PARANOID)?;
+        set_once(&mut self.ip, "PrisonIP", ip)
+    }
+
+    pub fn prison_security(&mut self, arg: &str) -> Result<(), ConfigError> {
+        let security = arg.parse::<Security>()?;
+        set_once(&mut self.security, "PrisonSecurity", security)
+    }
+
+    /// `online` is the set of CPUs this machine has.
+    pub fn prison_cpu(&mut self, arg: &str, online: &CpuSet) -> Result<(), ConfigError> {
+        let cpus = CpuSet::parse(arg)?;
+        cpus.check_within(online)?;
+        set_once(&mut self.cpus, "PrisonCPU", cpus)
+    }
+
+    pub fn prison_memory(&mut self, report: &str, deny: &str) -> Result<(), ConfigError> {
+        let memory = MemoryLimits::parse(report, deny)?;
+        set_once(&mut self.memory, "PrisonMemory", memory)
+    }
+
+    pub fn prison_name(&mut self, arg: &str) -> Result<(), ConfigError> {
+        let name = PrisonName::parse(arg)?;
+        set_once(&mut self.name, "PrisonName", name)
+    }
+
+    /// Repeatable; two binds onto the same path inside are refused.
+    pub fn prison_bind(&mut self, args: &[&str]) -> Result<(), ConfigError> {
+        let bind = Bind::parse(args, |p| p.symlink_metadata().is_ok())?;
+        if self.binds.iter().any(|b| b.inside == bind.inside) {
+            return Err(BindError::Duplicate(bind.inside).into());
+        }
+        self.binds.push(bind);
+        Ok(())
+    }
+
+    /// Turns the directives into the prison to build, once the whole configuration is read.
+    /// `Ok(None)`: no PrisonDir, the module is loaded but jails nothing.
+    pub fn finish(&self, host: &HostConfig) -> Result<Option<Prison>, ConfigError> {
+        let Some(dir) = self.dir.clone() else {
+            return match self.first_set_directive() {
+                Some(directive) => Err(ConfigError::NoPrisonDir(directive)),
+                None => Ok(None),
+            };
+        };
+        if let Some(chroot) = &host.chroot_dir {
+            return Err(ConfigError::ChrootDir(chroot.clone()));
+        }
+        if let Some(mutex) = host
+            .mutexes
+            .iter()
+            .find(|m| m.to_ascii_lowercase().contains("sysvsem"))
+        {
+            return Err(ConfigError::SysvMutex(mutex.clone()));
+        }
+        let name = match &self.name {
+            Some(name) => name.clone(),
+            None => PrisonName::from_server_name(&host.server_name).map_err(|reason| {
+                ConfigError::NoDefaultName {
+                    server_name: host.server_name.clone(),
+                    reason,
+                }
+            })?,
+        };
+        Ok(Some(Prison {
+            name,
+            dir,
+            ip: self.ip.unwrap_or_default(),
+            security: self.security.unwrap_or(Security::DEFAULT),
+            cpus: self.cpus.clone(),
+            memory: self.memory.unwrap_or_default(),
+            binds: self.binds.clone(),
+            runtime_dir: host.runtime_dir.clone(),
+        }))
+    }
+
+    fn first_set_directive(&self) -> Option<&'static str> {
+        [
+            (self.ip.is_some(), "PrisonIP"),
+            (self.security.is_some(), "PrisonSecurity"),
+            (self.cpus.is_some(), "PrisonCPU"),
+            (self.memory.is_some(), "PrisonMemory"),
+            (self.name.is_some(), "PrisonName"),
+            (!self.binds.is_empty(), "PrisonBind"),
+        ]
+        .into_iter()
+        .find_map(|(set, directive)| set.then_some(directive))
+    }
+}
+
+/// What the rest of httpd's configuration says that the prison depends on.
+#[derive(Debug, Clone, Default)]
+pub struct HostConfig {
+    /// The main server's ServerName (httpd fills in the host name when it is unset).
+    pub server_name: String,
+    /// mod_unixd's ChrootDir, if set.
+    pub chroot_dir: Option<String>,
+    /// The arguments of every `Mutex` directive.
+    pub mutexes: Vec<String>,
+    /// httpd's DefaultRuntimeDir (where mod_cgid's socket lives by default), if it exists.
+    pub runtime_dir: Option<PathBuf>,
+}
+
+/// The validated prison: every field resolved, defaults applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prison {
+    pub name: PrisonName,
+    pub dir: PathBuf,
+    pub ip: PrisonIp,
+    pub security: Security,
+    pub cpus: Option<CpuSet>,
+    pub memory: MemoryLimits,
+    /// PrisonBind mounts, in the order written.
+    pub binds: Vec<Bind>,
+    /// httpd's runtime directory, shown read-only at the same path inside so children reach
+    /// mod_cgid's socket.
+    pub runtime_dir: Option<PathBuf>,
+}
+
+impl std::fmt::Display for Prison {
+    /// One line for the error log: what the prison is.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "prison {} at {}, security {}",
+            self.name,
+            self.dir.display(),
+            self.security
+        )?;
+        match (self.ip.v4, self.ip.v6) {
+            (None, None) => write!(f, ", no network")?,
+            (v4, v6) => {
+                for addr in v4
+                    .map(|a| a.to_string())
+                    .into_iter()
+                    .chain(v6.map(|a| a.to_string()))
+                {
+                    write!(f, ", ip {addr}")?;
+                }
+            }
+        }
+        if let Some(cpus) = &self.cpus {
+            write!(f, ", cpus {cpus}")?;
+        }
+        let size = |n: Option<u64>| n.map_or("none".to_owned(), |n| n.to_string());
+        if self.memory != MemoryLimits::default() {
+            write!(
+                f,
+                ", memory report {} deny {}",
+                size(self.memory.report),
+                size(self.memory.deny)
+            )?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,142 @@
+//! Linux backend: the prison is a set of namespaces (mount with PrisonDir as `/`, IPC, UTS, and
+//! network unless PrisonIP is set) built once per generation by a short-lived holder process.
+//! Each child joins them with `setns` and becomes the httpd User.
+
+mod fds;
+mod holder;
+pub mod plan;
+mod sys;
+
+use std::ffi::CStr;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::MetadataExt;
+
+use crate::config::Prison;
+
+use super::{check_ret, Identity, SetupError};
+use holder::NamespaceFds;
+use plan::{MountPlan, RealHost};
+
+/// What the children of one generation need to join the prison.
+#[derive(Debug)]
+pub struct Prepared {
+    name: String,
+    identity: Identity,
+    namespaces: NamespaceFds,
+    /// (st_dev, st_ino) of PrisonDir: what the child's `/` must be.
+    root_id: (u64, u64),
+}
+
+impl Prepared {
+    /// Parent, root: builds this generation's prison.
+    pub fn build(prison: &Prison, identity: &Identity) -> Result<Self, SetupError> {
+        let name = prison.name.to_string();
+        if prison.ip.is_set() {
+            // Until cgroup-BPF enforces the prison's address, a PrisonIP prison would have the
+            // host's whole network: refuse rather than run open.
+            return Err(SetupError::check(
+                format!("building prison {name}"),
+                "PrisonIP is not enforced on Linux yet; remove PrisonIP to give the prison no network",
+            ));
+        }
+        let meta = std::fs::metadata(&prison.dir).map_err(|e| {
+            SetupError::new(
+                format!(
+                    "building prison {name}: reading PrisonDir {}",
+                    prison.dir.display()
+                ),
+                e,
+            )
+        })?;
+        let plan = MountPlan::new(prison, &RealHost).map_err(|e| {
+            SetupError::check(format!("building prison {name}: planning its mounts"), e)
+        })?;
+        let namespaces = holder::build(&plan, !prison.ip.is_set())?;
+        Ok(Self {
+            name,
+            identity: identity.clone(),
+            namespaces,
+            root_id: (meta.dev(), meta.ino()),
+        })
+    }
+
+    /// Child, root, single-threaded: joins the prison and becomes the httpd User. The order is
+    /// fixed by the kernel: directory fds must be gone before the root changes, setns into a
+    /// mount namespace needs CAP_SYS_ADMIN and CAP_SYS_CHROOT (so it comes before the user
+    /// switch) and a single thread.
+    pub fn attach(&self) -> Result<(), SetupError> {
+        let ns = &self.namespaces;
+        let keep: Vec<RawFd> = [Some(&ns.ipc), Some(&ns.uts), ns.net.as_ref(), Some(&ns.mnt)]
+            .into_iter()
+            .flatten()
+            .map(AsRawFd::as_raw_fd)
+            .collect();
+        fds::close_directory_fds(&keep)?;
+        join(&ns.ipc, libc::CLONE_NEWIPC, "IPC")?;
+        join(&ns.uts, libc::CLONE_NEWUTS, "UTS")?;
+        if let Some(net) = &ns.net {
+            join(net, libc::CLONE_NEWNET, "network")?;
+        }
+        // Last: after it, host paths (and /proc) are gone.
+        join(&ns.mnt, libc::CLONE_NEWNS, "mount")?;
+        for fd in keep {
+            // SAFETY: the child's copies of the namespace fds; the parent keeps its own. The
+            // child never uses them again (its Prepared is not dropped: httpd children exit
+            // without clearing the config pool).
+            unsafe { libc::close(fd) };
+        }
+        // SAFETY: "/" is a valid NUL-terminated path.
+        check_ret(unsafe { libc::chdir(c"/".as_ptr()) }, || {
+            "changing to the prison's /".to_owned()
+        })?;
+        self.identity.switch()
+    }
+
+    /// Child, after every other drop_privileges hook: asserts the child is in the prison and
+    /// runs as the httpd User, not root.
+    pub fn verify(&self) -> Result<(), SetupError> {
+        self.identity.verify_current()?;
+        let root =
+            std::fs::metadata("/").map_err(|e| SetupError::new("checking the child's root", e))?;
+        if (root.dev(), root.ino()) != self.root_id {
+            return Err(SetupError::check(
+                "checking the child's root",
+                "/ is not PrisonDir: the child is not in the prison",
+            ));
+        }
+        // SAFETY: an all-zero utsname is a valid out-buffer for uname.
+        let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+        // SAFETY: uname writes only `uts`.
+        check_ret(unsafe { libc::uname(&mut uts) }, || {
+            "reading the child's hostname".to_owned()
+        })?;
+        // SAFETY: uname NUL-terminates nodename.
+        let host = unsafe { CStr::from_ptr(uts.nodename.as_ptr()) };
+        if host.to_bytes() != self.name.as_bytes() {
+            return Err(SetupError::check(
+                "checking the child's UTS namespace",
+                format!(
+                    "hostname is {:?}, not the prison's {:?}",
+                    host.to_string_lossy(),
+                    self.name
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Parent: the generation's configuration is torn down (restart). Old children keep their
+    /// namespaces alive; the parent drops its references.
+    pub fn release(self) {}
+
+    /// Parent: httpd exits. The namespaces die with the last process in them.
+    pub fn teardown(self) {}
+}
+
+fn join(fd: &OwnedFd, kind: libc::c_int, what: &str) -> Result<(), SetupError> {
+    // SAFETY: `fd` is an open namespace descriptor of type `kind`.
+    check_ret(unsafe { libc::setns(fd.as_raw_fd(), kind) }, || {
+        format!("joining the prison's {what} namespace")
+    })
+    .map(drop)
+}

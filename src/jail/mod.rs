@@ -1,0 +1,71 @@
+//! The prison itself: one small interface, one backend per platform.
+//!
+//! httpd's privilege phases fix the shape (see README "How a child is jailed"):
+//! - **parent, root** (`post_config`, pass 2 and every restart): `Prepared::build` creates the
+//!   prison once per generation from the validated [`Prison`](crate::config::Prison) and the
+//!   [`Identity`] the children will run as. Everything a child needs is computed here.
+//! - **child, root, single-threaded** (`drop_privileges`, REALLY_FIRST): `Prepared::attach`
+//!   moves the calling process into the prison and switches to the httpd User/Group.
+//! - **child, after every other drop_privileges hook** (REALLY_LAST): `Prepared::verify`
+//!   asserts the result. Any error here or in attach fails the child closed.
+//! - **parent**: `Prepared::release` when a generation's configuration is torn down (restart),
+//!   `Prepared::teardown` when httpd exits.
+
+pub mod identity;
+
+#[cfg(target_os = "freebsd")]
+mod freebsd;
+#[cfg(target_os = "freebsd")]
+pub use freebsd::Prepared;
+
+#[cfg(target_os = "linux")]
+mod linux;
+#[cfg(target_os = "linux")]
+pub use linux::Prepared;
+
+use std::io;
+
+use thiserror::Error;
+
+pub use identity::Identity;
+
+/// A step of building, joining or checking the prison failed. `Display` reads like an
+/// operations log line: "joining the prison's mount namespace: Invalid argument (os error 22)".
+#[derive(Debug, Error)]
+#[error("{step}: {source}")]
+pub struct SetupError {
+    pub step: String,
+    #[source]
+    pub source: io::Error,
+}
+
+impl SetupError {
+    pub fn new(step: impl Into<String>, source: io::Error) -> Self {
+        Self {
+            step: step.into(),
+            source,
+        }
+    }
+
+    /// The step failed with the current `errno`.
+    pub fn last_os_error(step: impl Into<String>) -> Self {
+        Self::new(step, io::Error::last_os_error())
+    }
+
+    /// A check that found the wrong state (no errno involved).
+    pub fn check(step: impl Into<String>, what: impl Into<String>) -> Self {
+        Self::new(step, io::Error::other(what.into()))
+    }
+}
+
+/// Turns a C-style `-1`/errno return into a typed error naming the step.
+pub fn check_ret<T: Into<i64> + Copy>(
+    ret: T,
+    step: impl FnOnce() -> String,
+) -> Result<T, SetupError> {
+    if ret.into() == -1 {
+        Err(SetupError::last_os_error(step()))
+    } else {
+        Ok(ret)
+    }
+}
