@@ -1,0 +1,97 @@
+//! How much the probe may use: time (`sleep=`), memory (`alloc=`), processes (`fork=`).
+//!
+//! The prison's limits end these checks in different ways: a memory limit gets the probe
+//! OOM-killed (no answer at all), pids.max makes fork fail with EAGAIN.
+
+use std::time::Duration;
+
+use crate::json::Object;
+use crate::sys::{cvt, Errno, Failure, Outcome};
+
+const MIB: u64 = 1 << 20;
+
+/// `sleep=ms`: wait before answering (the value is already capped by the parser).
+pub fn sleep(ms: u64) -> Outcome {
+    std::thread::sleep(Duration::from_millis(ms));
+    Ok(Object::new().with("slept_ms", ms))
+}
+
+/// Memory taken by `alloc=`, held until the report has been written.
+#[derive(Debug, Default)]
+pub struct Hoard(Vec<Vec<u8>>);
+
+/// `alloc=bytes`: allocate and touch the memory 1 MiB at a time.
+pub fn alloc(bytes: u64, hoard: &mut Hoard) -> Outcome {
+    let mut allocated = 0u64;
+    while allocated < bytes {
+        let step = usize::try_from((bytes - allocated).min(MIB)).unwrap_or(1 << 20);
+        let mut chunk = Vec::new();
+        if chunk.try_reserve_exact(step).is_err() || hoard.0.try_reserve(1).is_err() {
+            return Err(Failure::from(Errno(libc::ENOMEM))
+                .with("requested", bytes)
+                .with("allocated", allocated));
+        }
+        // Writing every byte makes the kernel back (and charge) every page.
+        chunk.resize(step, 0xa5);
+        // Keeps the optimizer from dropping writes that are never read.
+        std::hint::black_box(&mut chunk);
+        hoard.0.push(chunk);
+        allocated += step as u64;
+    }
+    Ok(Object::new()
+        .with("requested", bytes)
+        .with("allocated", allocated))
+}
+
+/// `fork=n`: fork up to n children that sleep 1 s, stopping at the first failure; all are
+/// reaped before this returns.
+pub fn fork_children(n: u32) -> Outcome {
+    let mut children = Vec::with_capacity(n as usize);
+    let mut failure = None;
+    for _ in 0..n {
+        // SAFETY: the probe is single-threaded, and the child makes only async-signal-safe calls.
+        match unsafe { libc::fork() } {
+            -1 => {
+                failure = Some(Errno::last());
+                break;
+            }
+            0 => {
+                // SAFETY: in the forked child: sleep and _exit are async-signal-safe, and _exit
+                // skips the exit handlers and buffers that belong to the parent.
+                unsafe {
+                    libc::sleep(1);
+                    libc::_exit(0)
+                }
+            }
+            pid => children.push(pid),
+        }
+    }
+    let reaped = children
+        .iter()
+        .filter(|&&pid| wait_for(pid).is_ok())
+        .count();
+    let fields = Object::new()
+        .with("requested", n)
+        .with("forked", children.len())
+        .with("reaped", reaped);
+    match failure {
+        None => Ok(fields),
+        Some(errno) => Err(Failure {
+            extra: fields,
+            ..Failure::from(errno)
+        }),
+    }
+}
+
+/// Waits for one child and returns its wait status.
+pub fn wait_for(pid: libc::pid_t) -> Result<libc::c_int, Errno> {
+    let mut status = 0;
+    loop {
+        // SAFETY: waitpid writes the status into a valid c_int.
+        match cvt(unsafe { libc::waitpid(pid, &mut status, 0) }) {
+            Ok(_) => return Ok(status),
+            Err(Errno(libc::EINTR)) => continue,
+            Err(errno) => return Err(errno),
+        }
+    }
+}
