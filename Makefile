@@ -1,0 +1,57 @@
+# mod_prison — build, install, test. See README.md.
+#   make                      build the module (target/release/libmod_prison.so)
+#   make install APXS=apxs    install mod_prison.so (and the a2enmod files on Debian)
+#   make deps                 install build and test dependencies (Debian, as root)
+#   make demo                 run a jailed httpd on 127.0.0.1 and show what a request sees
+#   make test                 all tests (unit + real httpd; as root)
+#   make lint                 rustfmt, clippy (Linux and FreeBSD targets)
+#   make check-freebsd        type-check the FreeBSD backend
+#   PARANOID=0                build without the PARANOID checks
+
+APXS     ?= apxs
+CARGO    ?= cargo
+PARANOID ?= 1
+FEATURES := $(if $(filter 0,$(PARANOID)),--no-default-features,)
+SO       := target/release/libmod_prison.so
+FREEBSD  := x86_64-unknown-freebsd
+
+export APXS
+
+.PHONY: all build install deps demo test lint check-freebsd clean
+
+all: build
+
+build:
+	$(CARGO) build --release $(FEATURES)
+
+install: build
+	@libexec="$$($(APXS) -q LIBEXECDIR)"; sysconf="$$($(APXS) -q SYSCONFDIR)"; \
+	set -e; \
+	install -d "$(DESTDIR)$$libexec"; \
+	install -m 755 $(SO) "$(DESTDIR)$$libexec/mod_prison.so"; \
+	echo "installed $(DESTDIR)$$libexec/mod_prison.so"; \
+	if [ -d "$(DESTDIR)$$sysconf/mods-available" ]; then \
+		sed "s#@LIBEXECDIR@#$$libexec#" conf/prison.load > "$(DESTDIR)$$sysconf/mods-available/prison.load"; \
+		install -m 644 conf/prison.conf "$(DESTDIR)$$sysconf/mods-available/prison.conf"; \
+		echo "installed prison.load and prison.conf in $(DESTDIR)$$sysconf/mods-available: a2enmod prison"; \
+	fi
+
+deps:
+	bash .ci/deps
+
+demo: build
+	bash tests/demo.sh
+
+test:
+	$(CARGO) test $(FEATURES) -- --test-threads=2
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --target $(FREEBSD) -- -D warnings
+
+check-freebsd:
+	$(CARGO) check --target $(FREEBSD)
+
+clean:
+	$(CARGO) clean
