@@ -23,7 +23,7 @@ stop() {
     fi
     rm -rf "$root"
 }
-trap stop EXIT
+[ -n "${KEEP:-}" ] || trap stop EXIT
 
 mkdir -p "$prison/www" "$prison/cgi-bin" "$root/run"
 echo "<h1>Hello from inside the prison</h1>" > "$prison/www/index.html"
