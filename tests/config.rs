@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use mod_prison::config::{
     check_facts, check_prison_dir, parse_size, ConfigError, CpuListError, CpuSet, DirError,
     DirFacts, Directives, HostConfig, IpError, MemoryError, MemoryLimits, NameError, PrisonIp,
-    PrisonName, Security, SecurityError, MAX_CPU_ID, MAX_NAME_LEN, PARANOID,
+    PrisonName, ProcessesError, Security, SecurityError, MAX_CPU_ID, MAX_NAME_LEN, PARANOID,
 };
 
 const KIB: u64 = 1 << 10;
@@ -584,6 +584,39 @@ fn names_from_server_name() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// PrisonProcesses
+
+#[test]
+fn processes_counts() {
+    use mod_prison::config::{parse_processes, MAX_PROCESSES};
+    let table: &[(&str, Result<Option<u64>, ProcessesError>)] = &[
+        ("0", Ok(None)),
+        ("1", Ok(Some(1))),
+        ("512", Ok(Some(512))),
+        ("4194304", Ok(Some(MAX_PROCESSES))),
+        ("4194305", Err(ProcessesError::TooLarge(4_194_305))),
+        ("", Err(ProcessesError::NotACount(String::new()))),
+        ("-1", Err(ProcessesError::NotACount("-1".into()))),
+        ("+5", Err(ProcessesError::NotACount("+5".into()))),
+        ("1k", Err(ProcessesError::NotACount("1k".into()))),
+        (" 5", Err(ProcessesError::NotACount(" 5".into()))),
+        (
+            "99999999999999999999999",
+            Err(ProcessesError::NotACount("99999999999999999999999".into())),
+        ),
+    ];
+    for (text, want) in table {
+        assert_eq!(&parse_processes(text), want, "PrisonProcesses {text:?}");
+    }
+    let mut d = Directives::default();
+    let err = d.prison_processes("many").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "PrisonProcesses: \"many\" is not a count; write a whole number of processes and threads (e.g. 512), or 0 for no limit"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
 // PrisonSecurity
 
 #[test]
@@ -1004,8 +1037,9 @@ fn directive_errors_name_the_directive() {
 #[test]
 fn directives_given_twice_are_refused() {
     type Setter = fn(&mut Directives) -> Result<(), ConfigError>;
-    let table: [(&str, Setter); 6] = [
+    let table: [(&str, Setter); 7] = [
         ("PrisonDir", |d| d.prison_dir("/usr")),
+        ("PrisonProcesses", |d| d.prison_processes("64")),
         ("PrisonIP", |d| d.prison_ip(&["192.0.2.1"])),
         ("PrisonSecurity", |d| d.prison_security("IPC")),
         ("PrisonCPU", |d| d.prison_cpu("0", &cpus("0-1"))),
@@ -1044,8 +1078,9 @@ fn finish_without_prison_dir() {
 
     // Any other Prison directive alone names itself.
     type Setter = fn(&mut Directives) -> Result<(), ConfigError>;
-    let table: [(&str, Setter); 5] = [
+    let table: [(&str, Setter); 6] = [
         ("PrisonIP", |d| d.prison_ip(&["192.0.2.1"])),
+        ("PrisonProcesses", |d| d.prison_processes("0")),
         ("PrisonSecurity", |d| d.prison_security("None")),
         ("PrisonCPU", |d| d.prison_cpu("1", &cpus("0-1"))),
         ("PrisonMemory", |d| d.prison_memory("0", "0")),

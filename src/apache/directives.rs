@@ -108,6 +108,15 @@ pub unsafe extern "C" fn prison_memory(
     unsafe { handle(cmd, &[a, b], |d, w| text(d.prison_memory(w[0], w[1]))) }
 }
 
+pub unsafe extern "C" fn prison_processes(
+    cmd: *mut sys::cmd_parms,
+    _: *mut c_void,
+    a: *const c_char,
+) -> *const c_char {
+    // SAFETY: forwarded from httpd's call, same contract.
+    unsafe { handle(cmd, &[a], |d, w| text(d.prison_processes(w[0]))) }
+}
+
 pub unsafe extern "C" fn prison_name(
     cmd: *mut sys::cmd_parms,
     _: *mut c_void,

@@ -45,7 +45,7 @@ pub static prison_module: ModuleCell = ModuleCell(UnsafeCell::new(sys::module {
 
 pub(crate) use prison_module as PRISON_MODULE;
 
-struct Commands([sys::command_rec; 8]);
+struct Commands([sys::command_rec; 9]);
 // SAFETY: the table is immutable and holds only pointers to static C strings and functions.
 unsafe impl Sync for Commands {}
 
@@ -112,6 +112,11 @@ static COMMANDS: Commands = Commands([
         directives::prison_memory,
         sys::cmd_how_TAKE2,
         c"PrisonMemory <report> <deny>: bytes or k/M/G/T, 0 for none",
+    ),
+    take1(
+        c"PrisonProcesses",
+        directives::prison_processes,
+        c"PrisonProcesses <n>: the most processes and threads in the prison, 0 for none",
     ),
     take1(
         c"PrisonName",

@@ -10,6 +10,7 @@ mod dir;
 mod ip;
 mod memory;
 mod name;
+mod processes;
 mod security;
 
 use std::path::PathBuf;
@@ -22,6 +23,7 @@ pub use dir::{check_facts, check_prison_dir, DirError, DirFacts};
 pub use ip::{IpError, PrisonIp};
 pub use memory::{parse_size, MemoryError, MemoryLimits};
 pub use name::{NameError, PrisonName, MAX_NAME_LEN};
+pub use processes::{parse_processes, ProcessesError, MAX_PROCESSES};
 pub use security::{Security, SecurityError};
 
 /// Whether this build is PARANOID (the cargo feature, on by default).
@@ -43,6 +45,8 @@ pub enum ConfigError {
     Memory(#[from] MemoryError),
     #[error("PrisonName: {0}")]
     Name(#[from] NameError),
+    #[error("PrisonProcesses: {0}")]
+    Processes(#[from] ProcessesError),
     #[error("PrisonBind: {0}")]
     Bind(#[from] BindError),
     #[error("{0}: given twice; each Prison directive may appear once")]
@@ -71,6 +75,8 @@ pub struct Directives {
     pub memory: Option<MemoryLimits>,
     pub name: Option<PrisonName>,
     pub binds: Vec<Bind>,
+    /// `PrisonProcesses`: `Some(None)` is an explicit 0 (no limit).
+    pub processes: Option<Option<u64>>,
 }
 
 fn set_once<T>(slot: &mut Option<T>, directive: &'static str, value: T) -> Result<(), ConfigError> {
@@ -107,6 +113,11 @@ impl Directives {
     pub fn prison_memory(&mut self, report: &str, deny: &str) -> Result<(), ConfigError> {
         let memory = MemoryLimits::parse(report, deny)?;
         set_once(&mut self.memory, "PrisonMemory", memory)
+    }
+
+    pub fn prison_processes(&mut self, arg: &str) -> Result<(), ConfigError> {
+        let processes = parse_processes(arg)?;
+        set_once(&mut self.processes, "PrisonProcesses", processes)
     }
 
     pub fn prison_name(&mut self, arg: &str) -> Result<(), ConfigError> {
@@ -160,6 +171,7 @@ impl Directives {
             cpus: self.cpus.clone(),
             memory: self.memory.unwrap_or_default(),
             binds: self.binds.clone(),
+            processes: self.processes.flatten(),
             runtime_dir: host.runtime_dir.clone(),
         }))
     }
@@ -170,6 +182,7 @@ impl Directives {
             (self.security.is_some(), "PrisonSecurity"),
             (self.cpus.is_some(), "PrisonCPU"),
             (self.memory.is_some(), "PrisonMemory"),
+            (self.processes.is_some(), "PrisonProcesses"),
             (self.name.is_some(), "PrisonName"),
             (!self.binds.is_empty(), "PrisonBind"),
         ]
@@ -202,6 +215,8 @@ pub struct Prison {
     pub memory: MemoryLimits,
     /// PrisonBind mounts, in the order written.
     pub binds: Vec<Bind>,
+    /// `PrisonProcesses`: the most tasks (processes + threads) in the prison; `None`, no limit.
+    pub processes: Option<u64>,
     /// httpd's runtime directory, shown read-only at the same path inside so children reach
     /// mod_cgid's socket.
     pub runtime_dir: Option<PathBuf>,
@@ -240,6 +255,9 @@ impl std::fmt::Display for Prison {
                 size(self.memory.report),
                 size(self.memory.deny)
             )?;
+        }
+        if let Some(n) = self.processes {
+            write!(f, ", processes {n}")?;
         }
         Ok(())
     }

@@ -39,6 +39,18 @@ impl Prepared {
                 "PrisonIP is not enforced on Linux yet; remove PrisonIP to give the prison no network",
             ));
         }
+        let unenforced = [
+            (prison.cpus.is_some(), "PrisonCPU"),
+            (prison.memory != crate::config::MemoryLimits::default(), "PrisonMemory"),
+            (prison.processes.is_some(), "PrisonProcesses"),
+        ];
+        if let Some((_, directive)) = unenforced.iter().find(|(set, _)| *set) {
+            // Until the prison's cgroup enforces it, refuse rather than run unlimited.
+            return Err(SetupError::check(
+                format!("building prison {name}"),
+                format!("{directive} is not enforced on Linux yet; remove it"),
+            ));
+        }
         let meta = std::fs::metadata(&prison.dir).map_err(|e| {
             SetupError::new(
                 format!(

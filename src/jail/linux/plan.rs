@@ -170,6 +170,7 @@ mod tests {
             cpus: None,
             memory: MemoryLimits::default(),
             binds,
+            processes: None,
             runtime_dir: runtime_dir.map(PathBuf::from),
         }
     }
