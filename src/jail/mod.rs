@@ -11,6 +11,7 @@
 //! - **parent**: `Prepared::release` when a generation's configuration is torn down (restart),
 //!   `Prepared::teardown` when httpd exits.
 
+pub mod fault;
 pub mod identity;
 
 #[cfg(target_os = "freebsd")]

@@ -41,7 +41,10 @@ impl Prepared {
         }
         let unenforced = [
             (prison.cpus.is_some(), "PrisonCPU"),
-            (prison.memory != crate::config::MemoryLimits::default(), "PrisonMemory"),
+            (
+                prison.memory != crate::config::MemoryLimits::default(),
+                "PrisonMemory",
+            ),
             (prison.processes.is_some(), "PrisonProcesses"),
         ];
         if let Some((_, directive)) = unenforced.iter().find(|(set, _)| *set) {
@@ -63,6 +66,7 @@ impl Prepared {
         let plan = MountPlan::new(prison, &RealHost).map_err(|e| {
             SetupError::check(format!("building prison {name}: planning its mounts"), e)
         })?;
+        super::fault::inject("build")?;
         let namespaces = holder::build(&plan, !prison.ip.is_set())?;
         Ok(Self {
             name,
@@ -83,6 +87,7 @@ impl Prepared {
             .flatten()
             .map(AsRawFd::as_raw_fd)
             .collect();
+        super::fault::inject("attach")?;
         fds::close_directory_fds(&keep)?;
         join(&ns.ipc, libc::CLONE_NEWIPC, "IPC")?;
         join(&ns.uts, libc::CLONE_NEWUTS, "UTS")?;
@@ -101,12 +106,15 @@ impl Prepared {
         check_ret(unsafe { libc::chdir(c"/".as_ptr()) }, || {
             "changing to the prison's /".to_owned()
         })?;
+        // Jailed but still root: the worst place to stop, so the tests stop here too.
+        super::fault::inject("switch-user")?;
         self.identity.switch()
     }
 
     /// Child, after every other drop_privileges hook: asserts the child is in the prison and
     /// runs as the httpd User, not root.
     pub fn verify(&self) -> Result<(), SetupError> {
+        super::fault::inject("verify")?;
         self.identity.verify_current()?;
         let root =
             std::fs::metadata("/").map_err(|e| SetupError::new("checking the child's root", e))?;
