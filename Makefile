@@ -5,6 +5,7 @@
 #   make demo                 run a jailed httpd on 127.0.0.1 and show what a request sees
 #   make test                 all tests (unit + real httpd; as root)
 #   make lint                 rustfmt, clippy (Linux and FreeBSD targets)
+#   make bench                benchmarks: jailed vs unjailed httpd, as ratios (as root)
 #   make check-freebsd        type-check the FreeBSD backend
 #   PARANOID=0                build without the PARANOID checks
 
@@ -17,7 +18,7 @@ FREEBSD  := x86_64-unknown-freebsd
 
 export APXS
 
-.PHONY: all build install deps demo test lint check-freebsd clean
+.PHONY: all build install deps demo test lint check-freebsd bench clean
 
 all: build
 
@@ -55,3 +56,6 @@ check-freebsd:
 
 clean:
 	$(CARGO) clean
+
+bench: build
+	python3 tests/bench/bench.py

@@ -120,6 +120,7 @@ pub unsafe extern "C" fn post_config(
                 sys::ap_unixd_config.group_id,
             )
         };
+        let started = std::time::Instant::now();
         match Identity::resolve(&user, uid, gid)
             .and_then(|identity| Prepared::build(&prison, &identity))
         {
@@ -128,7 +129,8 @@ pub unsafe extern "C" fn post_config(
                 log_at!(
                     s,
                     Notice,
-                    "mod_prison: {prison}: ready, children run as {user} ({uid}:{gid})"
+                    "mod_prison: {prison}: ready, children run as {user} ({uid}:{gid}); built in {} us",
+                    started.elapsed().as_micros()
                 );
                 OK
             }
@@ -166,13 +168,15 @@ pub unsafe extern "C" fn attach(_pool: *mut sys::apr_pool_t, s: *mut sys::server
             );
             return FAIL;
         };
+        let started = std::time::Instant::now();
         match prepared.attach() {
             Ok(()) => {
                 log_at!(
                     s,
                     Debug,
-                    "mod_prison: pid {pid}: attached to prison {}",
-                    prison.name
+                    "mod_prison: pid {pid}: attached to prison {} in {} us",
+                    prison.name,
+                    started.elapsed().as_micros()
                 );
                 OK
             }

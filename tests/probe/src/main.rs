@@ -74,6 +74,12 @@ fn run(cgi: bool) -> String {
         )
     });
 
+    let syscalls = request.syscalls.clone().map(|n| {
+        report(
+            n.map_err(Failure::invalid)
+                .and_then(resources::syscall_loop),
+        )
+    });
     let mut answer = Object::new()
         .with("probe", PROBE)
         .with("mode", if cgi { "cgi" } else { "cli" });
@@ -82,7 +88,12 @@ fn run(cgi: bool) -> String {
     answer.extend(security::restrictions());
     answer.insert("unknown_params", request.unknown.clone());
 
-    let optional = [("sleep", slept), ("alloc", allocated), ("fork", forked)];
+    let optional = [
+        ("sleep", slept),
+        ("alloc", allocated),
+        ("fork", forked),
+        ("syscalls", syscalls),
+    ];
     for (key, value) in optional {
         if let Some(value) = value {
             answer.insert(key, value);

@@ -97,6 +97,8 @@ pub struct Request {
     pub sleep_ms: Option<Result<u64, String>>,
     pub alloc_bytes: Option<Result<u64, String>>,
     pub forks: Option<Result<u32, String>>,
+    /// `syscalls=n`: time n cheap syscalls (the seccomp filter's cost, for the benchmarks).
+    pub syscalls: Option<Result<u64, String>>,
     /// `panic=1`: panic on purpose, to test that the answer is still JSON.
     pub panic: bool,
     pub unknown: Vec<String>,
@@ -119,6 +121,7 @@ impl Request {
                     let ms = parse_number("sleep", &value).map(|ms| ms.min(MAX_SLEEP_MS));
                     request.sleep_ms = Some(ms);
                 }
+                b"syscalls" => request.syscalls = Some(parse_number("syscalls", &value)),
                 b"alloc" => request.alloc_bytes = Some(parse_size("alloc", &value)),
                 b"fork" => {
                     let n = parse_number("fork", &value).and_then(|n| match u32::try_from(n) {

@@ -95,3 +95,16 @@ pub fn wait_for(pid: libc::pid_t) -> Result<libc::c_int, Errno> {
         }
     }
 }
+
+/// `syscalls=n`: n getppid() calls in a tight loop, timed; reports the total time in nanoseconds.
+pub fn syscall_loop(n: u64) -> Outcome {
+    let started = std::time::Instant::now();
+    for _ in 0..n {
+        // SAFETY: getppid has no preconditions; the raw syscall avoids any libc caching.
+        std::hint::black_box(unsafe { libc::syscall(libc::SYS_getppid) });
+    }
+    let ns = started.elapsed().as_nanos();
+    Ok(Object::new()
+        .with("calls", n)
+        .with("total_ns", u64::try_from(ns).unwrap_or(u64::MAX)))
+}
