@@ -302,3 +302,63 @@ fn a_child_that_cannot_be_jailed_never_serves() {
         }
     }
 }
+
+#[test]
+fn two_prisons_side_by_side_and_one_name_only_once() {
+    let name = common::unique_name("shared");
+    let mut first = Httpd::new(Setup::new(Mpm::Event).name(&name));
+    first.start();
+    let mut other = Httpd::new(Setup::new(Mpm::Prefork));
+    other.start();
+    assert_children_jailed(&first);
+    assert_children_jailed(&other);
+    assert_ne!(
+        common::namespace(first.children()[0], "mnt"),
+        common::namespace(other.children()[0], "mnt")
+    );
+
+    let mut twin = Httpd::new(Setup::new(Mpm::Event).name(&name));
+    let err = twin
+        .try_start()
+        .expect_err("the same PrisonName started twice");
+    assert!(
+        err.contains(&format!(
+            "another running httpd already uses PrisonName {name}"
+        )),
+        "{err}"
+    );
+    // The refusal touched nothing of the running one.
+    assert_eq!(first.get("/").status, 200);
+    assert_children_jailed(&first);
+    first.stop_cleanly();
+    other.stop_cleanly();
+    // The name is free again once its httpd is gone.
+    twin.start();
+    twin.stop_cleanly();
+}
+
+#[test]
+fn after_kill_9_of_httpd_the_next_start_serves_jailed() {
+    let mut httpd = Httpd::new(Setup::new(Mpm::Event));
+    httpd.start();
+    let mut victims = httpd.children();
+    victims.push(httpd.master());
+    for pid in victims {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let started = std::time::Instant::now();
+    while !httpd.jailed_processes().is_empty()
+        && started.elapsed() < std::time::Duration::from_secs(10)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        httpd.jailed_processes().is_empty(),
+        "jailed processes outlived kill -9"
+    );
+    let _ = fs::remove_file(httpd.root.join("httpd.pid"));
+    httpd.start();
+    assert_children_jailed(&httpd);
+    httpd.stop_cleanly();
+}

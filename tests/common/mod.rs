@@ -223,6 +223,8 @@ pub struct Setup {
     pub lines: Vec<String>,
     /// `PRISON_FAULT` for httpd: use the fault-injection module and fail these steps.
     pub faults: Option<String>,
+    /// PrisonName; a unique one when unset.
+    pub name: Option<String>,
 }
 
 impl Setup {
@@ -232,7 +234,14 @@ impl Setup {
             jailed: true,
             lines: Vec::new(),
             faults: None,
+            name: None,
         }
+    }
+
+    /// Sets PrisonName (e.g. to make two instances share one).
+    pub fn name(mut self, name: &str) -> Self {
+        self.name = Some(name.to_owned());
+        self
     }
 
     /// Makes the named setup steps fail (comma-separated; see src/jail/fault.rs).
@@ -281,8 +290,9 @@ impl Httpd {
         }
         .to_owned();
         let probe = probe_binary();
-        let name = unique_name("t");
-        let root = PathBuf::from(format!("/tmp/mod_prison-test.{name}"));
+        let unique = unique_name("t");
+        let name = setup.name.clone().unwrap_or_else(|| unique.clone());
+        let root = PathBuf::from(format!("/tmp/mod_prison-test.{unique}"));
         let _ = fs::remove_dir_all(&root);
         let prison = root.join("prison");
         for dir in [&root, &prison, &prison.join("www"), &prison.join("cgi-bin")] {
@@ -408,6 +418,7 @@ impl Httpd {
     /// Starts httpd and waits until it serves `/`. `Err` holds apache2's output and the error
     /// log when it does not come up.
     pub fn try_start(&mut self) -> Result<(), String> {
+        self.master = None;
         let out = self.apache2(&["-k", "start"]);
         let started = Instant::now();
         let failure = |why: &str, this: &Self| {

@@ -2,6 +2,7 @@
 //! network unless PrisonIP is set) built once per generation by a short-lived holder process.
 //! Each child joins them with `setns` and becomes the httpd User.
 
+mod claim;
 mod fds;
 mod holder;
 pub mod plan;
@@ -21,6 +22,8 @@ use plan::{MountPlan, RealHost};
 #[derive(Debug)]
 pub struct Prepared {
     name: String,
+    /// Held by the parent only; every child closes it first thing.
+    claim: claim::NameClaim,
     identity: Identity,
     namespaces: NamespaceFds,
     /// (st_dev, st_ino) of PrisonDir: what the child's `/` must be.
@@ -67,9 +70,11 @@ impl Prepared {
             SetupError::check(format!("building prison {name}: planning its mounts"), e)
         })?;
         super::fault::inject("build")?;
+        let claim = claim::NameClaim::claim(&name)?;
         let namespaces = holder::build(&plan, !prison.ip.is_set())?;
         Ok(Self {
             name,
+            claim,
             identity: identity.clone(),
             namespaces,
             root_id: (meta.dev(), meta.ino()),
@@ -88,6 +93,9 @@ impl Prepared {
             .map(AsRawFd::as_raw_fd)
             .collect();
         super::fault::inject("attach")?;
+        // SAFETY: the child's copy of the parent's claim; the child never uses it, and must not
+        // hold the name (see claim.rs).
+        unsafe { libc::close(self.claim.raw_fd()) };
         fds::close_directory_fds(&keep)?;
         join(&ns.ipc, libc::CLONE_NEWIPC, "IPC")?;
         join(&ns.uts, libc::CLONE_NEWUTS, "UTS")?;
