@@ -6,6 +6,7 @@
 #   make test                 all tests (unit + real httpd; as root)
 #   make lint                 rustfmt, clippy (Linux and FreeBSD targets)
 #   make bench                benchmarks: jailed vs unjailed httpd, as ratios (as root)
+#   make fuzz                 fuzz every directive parser (FUZZ_SECONDS each)
 #   make check-freebsd        type-check the FreeBSD backend
 #   PARANOID=0                build without the PARANOID checks
 
@@ -18,7 +19,7 @@ FREEBSD  := x86_64-unknown-freebsd
 
 export APXS
 
-.PHONY: all build install deps demo test lint check-freebsd bench clean
+.PHONY: all build install deps demo test lint check-freebsd bench fuzz clean
 
 all: build
 
@@ -59,3 +60,13 @@ clean:
 
 bench: build
 	python3 tests/bench/bench.py
+
+# Fuzz every directive parser for FUZZ_SECONDS each (cargo install cargo-fuzz; the stable
+# toolchain is told to accept the sanitizer flags with RUSTC_BOOTSTRAP=1).
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := prison_cpu prison_memory prison_ip prison_bind prison_name prison_processes
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	set -e; for t in $(FUZZ_TARGETS); do \
+		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -O $$t fuzz/corpus/$$t -- -max_total_time=$(FUZZ_SECONDS); \
+	done
