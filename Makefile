@@ -7,6 +7,7 @@
 #   make lint                 rustfmt, clippy (Linux and FreeBSD targets)
 #   make bench                benchmarks: jailed vs unjailed httpd, as ratios (as root)
 #   make fuzz                 fuzz every directive parser (FUZZ_SECONDS each)
+#   make stress               graceful restarts under load, jailed vs plain (as root)
 #   make check-freebsd        type-check the FreeBSD backend
 #   PARANOID=0                build without the PARANOID checks
 
@@ -19,7 +20,7 @@ FREEBSD  := x86_64-unknown-freebsd
 
 export APXS
 
-.PHONY: all build install deps demo test lint check-freebsd bench fuzz clean
+.PHONY: all build install deps demo test lint check-freebsd bench fuzz stress clean
 
 all: build
 
@@ -70,3 +71,6 @@ fuzz:
 	set -e; for t in $(FUZZ_TARGETS); do \
 		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -O $$t fuzz/corpus/$$t -- -max_total_time=$(FUZZ_SECONDS); \
 	done
+
+stress: build
+	python3 tests/stress/stress.py

@@ -13,218 +13,19 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1].parent
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from httpd import CPUS, REPO, Httpd, alive, get, pids, status, uid, wrk  # noqa: E402
+
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 ROUNDS = 3 if QUICK else 10
 DURATION = 1 if QUICK else 3
 START_CHILDREN = 32 if QUICK else 256
 SCALE_CHILDREN = 64 if QUICK else 1000
-TICK = os.sysconf("SC_CLK_TCK")
-CPUS = os.cpu_count() or 1
-
-# The prison under test: every feature that costs something at attach or per syscall.
-PRISON_LINES = [
-    "PrisonSecurity ALL",
-    f"PrisonCPU 0-{CPUS - 1}" if CPUS > 1 else "PrisonCPU 0",
-    "PrisonMemory 4G 8G",
-    "PrisonProcesses 16384",
-]
-if os.environ.get("BENCH_PRISON"):  # e.g. BENCH_PRISON="PrisonSecurity None" to isolate a cost
-    PRISON_LINES = os.environ["BENCH_PRISON"].split(";")
-
-
-def run(cmd, **kw):
-    return subprocess.run(cmd, check=True, text=True, capture_output=True, **kw)
-
-
-def build():
-    cargo = os.environ.get("CARGO", "cargo")
-    run([cargo, "build", "--release", "--lib", "--quiet"], cwd=REPO)
-    env = dict(os.environ, RUSTFLAGS="-C target-feature=+crt-static",
-               CARGO_TARGET_DIR=str(REPO / "target/probe"))
-    run([cargo, "build", "--release", "--quiet", "--manifest-path", "tests/probe/Cargo.toml",
-         "--target", "x86_64-unknown-linux-gnu"], cwd=REPO, env=env)
-    libexec = run(["apxs", "-q", "LIBEXECDIR"]).stdout.strip()
-    return (REPO / "target/release/libmod_prison.so",
-            REPO / "target/probe/x86_64-unknown-linux-gnu/release/prison-probe", libexec)
-
-
-MODULE, PROBE, LIBEXEC = build()
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def mpm_lines(mpm, children):
-    if mpm == "prefork":
-        return [f"ServerLimit {children}", f"StartServers {children}",
-                f"MinSpareServers {children}", f"MaxSpareServers {children}",
-                f"MaxRequestWorkers {children}", "MaxConnectionsPerChild 0"]
-    return ["ServerLimit 2", "StartServers 2", "ThreadsPerChild 25", "MinSpareThreads 25",
-            "MaxSpareThreads 50", "MaxRequestWorkers 50", "MaxConnectionsPerChild 0"]
-
-
-class Httpd:
-    """One httpd under /tmp/mod_prison-bench.*; jailed or not, same files, same MPM."""
-
-    def __init__(self, label, jailed, mpm="event", children=2):
-        self.label, self.jailed = label, jailed
-        self.root = Path(f"/tmp/mod_prison-bench.{os.getpid()}.{label}")
-        shutil.rmtree(self.root, ignore_errors=True)
-        prison = self.root / "prison"
-        for d in (self.root, prison, prison / "www", prison / "cgi-bin", self.root / "run"):
-            d.mkdir(parents=True, exist_ok=True)
-            d.chmod(0o755)
-        (prison / "www/1k.html").write_bytes(b"x" * 1024)
-        shutil.copy(PROBE, prison / "cgi-bin/probe")
-        self.port = free_port()
-        cgi = ("cgi_module", "mod_cgi.so") if mpm == "prefork" else ("cgid_module", "mod_cgid.so")
-        lines = [
-            f'ServerRoot "{self.root}"', "ServerName localhost",
-            f"Listen 127.0.0.1:{self.port}", f'PidFile "{self.root}/httpd.pid"',
-            f'DefaultRuntimeDir "{self.root}/run"', f'ErrorLog "{self.root}/error.log"',
-            "LogLevel notice prison:debug", "TypesConfig /etc/mime.types",
-            f"LoadModule mpm_{mpm}_module {LIBEXEC}/mod_mpm_{mpm}.so",
-            f"LoadModule authz_core_module {LIBEXEC}/mod_authz_core.so",
-            f"LoadModule mime_module {LIBEXEC}/mod_mime.so",
-            f"LoadModule alias_module {LIBEXEC}/mod_alias.so",
-            f"LoadModule {cgi[0]} {LIBEXEC}/{cgi[1]}",
-            f"LoadModule prison_module {MODULE}",
-            "User www-data", "Group www-data", "KeepAlive On", "MaxKeepAliveRequests 0",
-            '<Directory "/">', "    Require all granted", "</Directory>",
-        ] + mpm_lines(mpm, children)
-        if jailed:
-            lines += [f'PrisonDir "{prison}"', f"PrisonName bench-{label}",
-                      'DocumentRoot "/www"', 'ScriptAlias /cgi-bin/ "/cgi-bin/"'] + PRISON_LINES
-        else:
-            lines += [f'DocumentRoot "{prison}/www"', f'ScriptAlias /cgi-bin/ "{prison}/cgi-bin/"']
-        self.conf = self.root / "httpd.conf"
-        self.conf.write_text("\n".join(lines) + "\n")
-        self.master = None
-
-    def apache2(self, *args):
-        return subprocess.run(["apache2", "-T", "-f", str(self.conf), *args],
-                              text=True, capture_output=True)
-
-    def error_log(self):
-        try:
-            return (self.root / "error.log").read_text()
-        except FileNotFoundError:
-            return ""
-
-    def children(self):
-        if self.master is None:
-            return []
-        return [p for p in pids() if ppid(p) == self.master]
-
-    def start(self, want_children=None, patience=120):
-        """Starts and waits until want_children children run as www-data and / is served.
-        Returns the seconds that took."""
-        t0 = time.monotonic()
-        out = self.apache2("-k", "start")
-        if out.returncode != 0:
-            raise RuntimeError(f"{self.label}: start failed: {out.stderr}\n{self.error_log()}")
-        while time.monotonic() - t0 < patience:
-            try:
-                self.master = int((self.root / "httpd.pid").read_text())
-            except (FileNotFoundError, ValueError):
-                time.sleep(0.01)
-                continue
-            kids = [p for p in self.children() if uid(p) == 33]
-            if want_children is None or len(kids) >= want_children:
-                if get(self.port, "/1k.html"):
-                    return time.monotonic() - t0
-            time.sleep(0.01)
-        raise RuntimeError(f"{self.label}: not up in {patience}s\n{self.error_log()[-2000:]}")
-
-    def stop(self):
-        """Stops and waits until every process of this instance is gone; returns seconds."""
-        if self.master is None:
-            return 0.0
-        t0 = time.monotonic()
-        members = set(self.children()) | {self.master}
-        self.apache2("-k", "stop")
-        while any(alive(p) for p in members) and time.monotonic() - t0 < 60:
-            time.sleep(0.01)
-        elapsed = time.monotonic() - t0
-        for p in members:
-            if alive(p):
-                os.kill(p, 9)
-        self.master = None
-        return elapsed
-
-    def cleanup(self):
-        self.stop()
-        shutil.rmtree(self.root, ignore_errors=True)
-
-    def cpu_ticks(self):
-        total = 0
-        for p in self.children():
-            try:
-                fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-                total += int(fields[11]) + int(fields[12])  # utime, stime
-            except (FileNotFoundError, IndexError):
-                pass
-        return total
-
-
-def pids():
-    return [int(d) for d in os.listdir("/proc") if d.isdigit()]
-
-
-def status(pid, field):
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return line.split(":", 1)[1].split()
-    except FileNotFoundError:
-        pass
-    return None
-
-
-def ppid(pid):
-    s = status(pid, "PPid")
-    return int(s[0]) if s else None
-
-
-def uid(pid):
-    s = status(pid, "Uid")
-    return int(s[1]) if s else None
-
-
-def alive(pid):
-    s = status(pid, "State")
-    return bool(s) and s[0] != "Z"
-
-
-def get(port, path):
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
-            return r.read()
-    except OSError:
-        return None
-
-
-def wrk(port, path, seconds=DURATION, conns=8):
-    out = run(["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", f"http://127.0.0.1:{port}{path}"]).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    requests = int(re.search(r"(\d+) requests in", out).group(1))
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    socket_errors = re.search(r"Socket errors: (.*)", out)
-    if errors or socket_errors:
-        raise RuntimeError(f"wrk saw errors on port {port}{path}:\n{out}")
-    return rps, requests
 
 
 def spread(values):
@@ -252,14 +53,14 @@ def bench_static_and_cpu():
         for h in (a, b, b2):
             h.start()
         for h in (a, b, b2):  # warm up
-            wrk(h.port, "/1k.html", seconds=1)
+            wrk(h.port, "/1k.html", 1)
         ab, aa, cpu = [], [], []
         for r in range(ROUNDS):
             order = [a, b, b2] if r % 2 == 0 else [b2, b, a]
             rps, per_req = {}, {}
             for h in order:
                 t0 = h.cpu_ticks()
-                rps[h.label], n = wrk(h.port, "/1k.html")
+                rps[h.label], n = wrk(h.port, "/1k.html", DURATION)
                 per_req[h.label] = (h.cpu_ticks() - t0) / n
             ab.append(rps["A"] / rps["B"])
             aa.append(rps["B2"] / rps["B"])
@@ -282,7 +83,7 @@ def bench_cgi_and_syscalls():
             h.start()
         cgi, sys_ratio = [], []
         for r in range(max(3, ROUNDS // 2)):
-            rps = {h.label: wrk(h.port, "/cgi-bin/probe", seconds=DURATION)[0]
+            rps = {h.label: wrk(h.port, "/cgi-bin/probe", DURATION)[0]
                    for h in ([a, b] if r % 2 == 0 else [b, a])}
             cgi.append(rps["A"] / rps["B"])
             per_call = {}
