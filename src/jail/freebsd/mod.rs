@@ -1,44 +1,52 @@
-//! FreeBSD backend: libjail, cpuset, rctl and the reaper (issue 7). Placeholder with the
-//! shared interface until the backend lands.
+//! FreeBSD backend: libjail, cpuset, rctl and the reaper (issue 7). The plan is pure and
+//! compiled on every platform; the rest is FreeBSD-only.
 
-use std::io;
+pub mod plan;
 
-use crate::config::Prison;
+#[cfg(target_os = "freebsd")]
+pub use backend::Prepared;
 
-use super::{Identity, SetupError};
+#[cfg(target_os = "freebsd")]
+mod backend {
+    use std::io;
 
-/// What the children of one generation need to join the prison.
-#[derive(Debug)]
-pub struct Prepared {
-    identity: Identity,
-}
+    use crate::config::Prison;
 
-impl Prepared {
-    /// Parent, root: create (or reuse) the prison for this generation.
-    pub fn build(prison: &Prison, identity: &Identity) -> Result<Self, SetupError> {
-        let _ = (prison, identity);
-        Err(SetupError::new(
-            "building the FreeBSD jail",
-            io::Error::from(io::ErrorKind::Unsupported),
-        ))
+    use crate::jail::{Identity, SetupError};
+
+    /// What the children of one generation need to join the prison.
+    #[derive(Debug)]
+    pub struct Prepared {
+        identity: Identity,
     }
 
-    /// Child, root, single-threaded: join the prison and become the httpd User.
-    pub fn attach(&self) -> Result<(), SetupError> {
-        Err(SetupError::new(
-            "attaching to the FreeBSD jail",
-            io::Error::from(io::ErrorKind::Unsupported),
-        ))
+    impl Prepared {
+        /// Parent, root: create (or reuse) the prison for this generation.
+        pub fn build(prison: &Prison, identity: &Identity) -> Result<Self, SetupError> {
+            let _ = (prison, identity);
+            Err(SetupError::new(
+                "building the FreeBSD jail",
+                io::Error::from(io::ErrorKind::Unsupported),
+            ))
+        }
+
+        /// Child, root, single-threaded: join the prison and become the httpd User.
+        pub fn attach(&self) -> Result<(), SetupError> {
+            Err(SetupError::new(
+                "attaching to the FreeBSD jail",
+                io::Error::from(io::ErrorKind::Unsupported),
+            ))
+        }
+
+        /// Child, after every other drop_privileges hook: assert we are jailed and not root.
+        pub fn verify(&self) -> Result<(), SetupError> {
+            self.identity.verify_current()
+        }
+
+        /// Parent: this generation's configuration is being torn down for a restart.
+        pub fn release(self) {}
+
+        /// Parent: httpd is exiting; remove everything the prison left on the host.
+        pub fn teardown(self) {}
     }
-
-    /// Child, after every other drop_privileges hook: assert we are jailed and not root.
-    pub fn verify(&self) -> Result<(), SetupError> {
-        self.identity.verify_current()
-    }
-
-    /// Parent: this generation's configuration is being torn down for a restart.
-    pub fn release(self) {}
-
-    /// Parent: httpd is exiting; remove everything the prison left on the host.
-    pub fn teardown(self) {}
 }

@@ -41,7 +41,10 @@ impl Prepared {
         }
         let unenforced = [
             (prison.cpus.is_some(), "PrisonCPU"),
-            (prison.memory != crate::config::MemoryLimits::default(), "PrisonMemory"),
+            (
+                prison.memory != crate::config::MemoryLimits::default(),
+                "PrisonMemory",
+            ),
             (prison.processes.is_some(), "PrisonProcesses"),
         ];
         if let Some((_, directive)) = unenforced.iter().find(|(set, _)| *set) {
