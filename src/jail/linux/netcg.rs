@@ -14,15 +14,11 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use super::bpf;
 use super::sockaddr::Program;
 use crate::jail::SetupError;
-
-/// Generations of this httpd parent (which survives graceful restarts).
-static GENERATION: AtomicU32 = AtomicU32::new(0);
 
 /// The cgroup2 mount point and the cgroup path at its root, from `/proc/self/mountinfo`.
 pub fn cgroup2_mount(mountinfo: &str) -> Option<(PathBuf, PathBuf)> {
@@ -109,10 +105,24 @@ impl NetCgroup {
         let pid = std::process::id();
         let prefix = format!("mod_prison-{name}-");
         sweep(&parent, &prefix, proc);
-        let generation = GENERATION.fetch_add(1, Ordering::Relaxed);
-        let dir = parent.join(format!("{prefix}{pid}-{generation}"));
-        fs::create_dir(&dir)
-            .map_err(|e| SetupError::new(format!("creating cgroup {}", dir.display()), e))?;
+        // httpd reloads the module at every restart, so a counter alone would start over:
+        // the first free number is taken.
+        let mut generation = 0u32;
+        let dir = loop {
+            let dir = parent.join(format!("{prefix}{pid}-{generation}"));
+            match fs::create_dir(&dir) {
+                Ok(()) => break dir,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && generation < 1000 => {
+                    generation += 1;
+                }
+                Err(e) => {
+                    return Err(SetupError::new(
+                        format!("creating cgroup {}", dir.display()),
+                        e,
+                    ))
+                }
+            }
+        };
         Ok(Self {
             procs: dir.join("cgroup.procs"),
             dir,
