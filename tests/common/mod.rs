@@ -10,6 +10,8 @@
 
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
 
+pub mod netns;
+
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::{Read, Write};

@@ -1,21 +1,31 @@
 //! Linux backend: the prison is a set of namespaces (mount with PrisonDir as `/`, IPC, UTS, and
 //! network unless PrisonIP is set) built once per generation by a short-lived holder process.
-//! Each child joins them with `setns` and becomes the httpd User.
+//! With PrisonIP the children stay in the host's network namespace and a cgroup2 cgroup with
+//! BPF programs confines their sockets to the prison's addresses (`sockaddr.rs`, `netcg.rs`).
+//! Each child joins them and becomes the httpd User.
 
+mod bpf;
+#[cfg(test)]
+mod bpf_interp;
 mod claim;
 mod fds;
 mod holder;
+mod netcg;
 pub mod plan;
+mod sockaddr;
 mod sys;
 
 use std::ffi::CStr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::Duration;
 
 use crate::config::Prison;
 
 use super::{check_ret, Identity, SetupError};
 use holder::NamespaceFds;
+use netcg::NetCgroup;
 use plan::{MountPlan, RealHost};
 
 /// What the children of one generation need to join the prison.
@@ -26,6 +36,8 @@ pub struct Prepared {
     claim: claim::NameClaim,
     identity: Identity,
     namespaces: NamespaceFds,
+    /// PrisonIP: the cgroup carrying the socket programs, which each child joins.
+    network: Option<NetCgroup>,
     /// (st_dev, st_ino) of PrisonDir: what the child's `/` must be.
     root_id: (u64, u64),
 }
@@ -34,14 +46,6 @@ impl Prepared {
     /// Parent, root: builds this generation's prison.
     pub fn build(prison: &Prison, identity: &Identity) -> Result<Self, SetupError> {
         let name = prison.name.to_string();
-        if prison.ip.is_set() {
-            // Until cgroup-BPF enforces the prison's address, a PrisonIP prison would have the
-            // host's whole network: refuse rather than run open.
-            return Err(SetupError::check(
-                format!("building prison {name}"),
-                "PrisonIP is not enforced on Linux yet; remove PrisonIP to give the prison no network",
-            ));
-        }
         let unenforced = [
             (prison.cpus.is_some(), "PrisonCPU"),
             (
@@ -71,12 +75,29 @@ impl Prepared {
         })?;
         super::fault::inject("build")?;
         let claim = claim::NameClaim::claim(&name)?;
-        let namespaces = holder::build(&plan, !prison.ip.is_set())?;
+        // Before the holder: a prison whose address cannot be enforced is never built.
+        let network = if prison.ip.is_set() {
+            Some(network_cgroup(prison).map_err(|e| {
+                SetupError::new(format!("building prison {name}: {}", e.step), e.source)
+            })?)
+        } else {
+            None
+        };
+        let namespaces = match holder::build(&plan, network.is_none()) {
+            Ok(namespaces) => namespaces,
+            Err(e) => {
+                if let Some(cgroup) = &network {
+                    cgroup.remove(Duration::ZERO);
+                }
+                return Err(e);
+            }
+        };
         Ok(Self {
             name,
             claim,
             identity: identity.clone(),
             namespaces,
+            network,
             root_id: (meta.dev(), meta.ino()),
         })
     }
@@ -97,6 +118,10 @@ impl Prepared {
         // hold the name (see claim.rs).
         unsafe { libc::close(self.claim.raw_fd()) };
         fds::close_directory_fds(&keep)?;
+        // Before the mount namespace: the prison has no cgroupfs.
+        if let Some(cgroup) = &self.network {
+            cgroup.join()?;
+        }
         join(&ns.ipc, libc::CLONE_NEWIPC, "IPC")?;
         join(&ns.uts, libc::CLONE_NEWUTS, "UTS")?;
         if let Some(net) = &ns.net {
@@ -154,11 +179,31 @@ impl Prepared {
     }
 
     /// Parent: the generation's configuration is torn down (restart). Old children keep their
-    /// namespaces alive; the parent drops its references.
-    pub fn release(self) {}
+    /// namespaces alive; the parent drops its references. Their cgroup stays while they run
+    /// and is removed by a later build or the teardown.
+    pub fn release(self) {
+        if let Some(cgroup) = &self.network {
+            cgroup.remove(Duration::ZERO);
+        }
+    }
 
-    /// Parent: httpd exits. The namespaces die with the last process in them.
-    pub fn teardown(self) {}
+    /// Parent: httpd exits. The namespaces die with the last process in them; the cgroup (and
+    /// with it the BPF programs) is removed once the children are gone.
+    pub fn teardown(self) {
+        if let Some(cgroup) = &self.network {
+            cgroup.remove(Duration::from_secs(5));
+        }
+    }
+}
+
+/// PrisonIP: this generation's cgroup with the socket programs attached.
+fn network_cgroup(prison: &Prison) -> Result<NetCgroup, SetupError> {
+    let cgroup = NetCgroup::create(Path::new("/proc"), &prison.name.to_string())?;
+    if let Err(e) = cgroup.attach(&sockaddr::programs(&prison.ip)) {
+        cgroup.remove(Duration::ZERO);
+        return Err(e);
+    }
+    Ok(cgroup)
 }
 
 fn join(fd: &OwnedFd, kind: libc::c_int, what: &str) -> Result<(), SetupError> {

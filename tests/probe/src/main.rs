@@ -109,6 +109,10 @@ fn run(cgi: bool) -> String {
         net::connect_tcp(t)
     });
     insert_keyed(&mut answer, "udp", &request.udp, |t| net::send_udp(t));
+    insert_keyed(&mut answer, "bind", &request.bind, |b| net::bind_tcp(b));
+    insert_keyed(&mut answer, "socket", &request.socket, |k| {
+        net::open_kind(k)
+    });
     if !request.resolve.is_empty() {
         let mut results = Object::new();
         for name in &request.resolve {

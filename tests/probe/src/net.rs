@@ -1,4 +1,4 @@
-//! What the probe can reach: TCP connect, UDP send, name resolution.
+//! What the probe can reach: TCP connect, UDP send, bind, socket kinds, name resolution.
 //!
 //! Both socket checks report the local address the kernel chose (getsockname), because the
 //! prison may force the source address (PrisonIP).
@@ -56,6 +56,54 @@ pub fn send_udp(target: &str) -> Outcome {
             .with("local", local)),
         Err(errno) => Err(Failure::from(errno).with("local", local)),
     }
+}
+
+/// `bind=ip:port`: bind a TCP socket and report the local address the kernel gave it.
+/// `bind=ip:port/target`: then connect it to `target` (ip:port) and report the local address
+/// again, to show what a bound socket's connections carry as their source.
+pub fn bind_tcp(spec: &str) -> Outcome {
+    let (address, target) = match spec.split_once('/') {
+        Some((address, target)) => (address, Some(parse_target(target)?)),
+        None => (spec, None),
+    };
+    let address = parse_target(address)?;
+    let socket = open_socket(&address, libc::SOCK_STREAM | libc::SOCK_NONBLOCK)?;
+    let raw = RawAddr::from(&address);
+    // SAFETY: the address is valid for `raw.len` bytes.
+    cvt(unsafe { libc::bind(socket.as_raw_fd(), raw.as_ptr(), raw.len) })?;
+    let bound = Object::new().with("local", local_address(&socket));
+    let Some(peer) = target else {
+        return Ok(bound);
+    };
+    let result = connect_with_timeout(&socket, &peer, CONNECT_TIMEOUT);
+    let connected = local_address(&socket);
+    match result {
+        Ok(()) => Ok(bound
+            .with("peer", peer.to_string())
+            .with("connected_local", connected)),
+        Err(errno) => Err(Failure::from(errno).with("bound", Json::from(bound))),
+    }
+}
+
+/// `socket=kind`: whether a socket of that kind can be created; kinds are `tcp4`, `tcp6`,
+/// `udp4`, `udp6`, `raw4`, `raw6` (ICMP) and `ping4`, `ping6` (unprivileged ICMP datagrams).
+pub fn open_kind(kind: &str) -> Outcome {
+    let (family, kind_flag, protocol) = match kind {
+        "tcp4" => (libc::AF_INET, libc::SOCK_STREAM, 0),
+        "tcp6" => (libc::AF_INET6, libc::SOCK_STREAM, 0),
+        "udp4" => (libc::AF_INET, libc::SOCK_DGRAM, 0),
+        "udp6" => (libc::AF_INET6, libc::SOCK_DGRAM, 0),
+        "raw4" => (libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP),
+        "raw6" => (libc::AF_INET6, libc::SOCK_RAW, libc::IPPROTO_ICMPV6),
+        "ping4" => (libc::AF_INET, libc::SOCK_DGRAM, libc::IPPROTO_ICMP),
+        "ping6" => (libc::AF_INET6, libc::SOCK_DGRAM, libc::IPPROTO_ICMPV6),
+        _ => return Err(Failure::invalid(format!("{kind}: unknown socket kind"))),
+    };
+    // SAFETY: socket() takes no pointers.
+    let fd = cvt(unsafe { libc::socket(family, kind_flag | libc::SOCK_CLOEXEC, protocol) })?;
+    // SAFETY: `fd` was just created and nothing else owns it; dropping it closes it.
+    drop(unsafe { OwnedFd::from_raw_fd(fd) });
+    Ok(Object::new())
 }
 
 /// `resolve=name`: getaddrinfo, as the C library in the prison does it (/etc/hosts, DNS).

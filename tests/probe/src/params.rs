@@ -90,6 +90,8 @@ pub struct Request {
     pub ls: Vec<Vec<u8>>,
     pub connect: Vec<String>,
     pub udp: Vec<String>,
+    pub bind: Vec<String>,
+    pub socket: Vec<String>,
     pub resolve: Vec<String>,
     pub exec: Vec<Vec<u8>>,
     pub namespaces: bool,
@@ -114,6 +116,8 @@ impl Request {
                 b"exec" => push_unique(&mut request.exec, value),
                 b"connect" => push_unique(&mut request.connect, lossy(&value)),
                 b"udp" => push_unique(&mut request.udp, lossy(&value)),
+                b"bind" => push_unique(&mut request.bind, lossy(&value)),
+                b"socket" => push_unique(&mut request.socket, lossy(&value)),
                 b"resolve" => push_unique(&mut request.resolve, lossy(&value)),
                 b"ns" => request.namespaces = flag(&value),
                 b"panic" => request.panic = flag(&value),
@@ -224,8 +228,10 @@ mod tests {
     fn request_collects_repeatable_keys_in_order_without_duplicates() {
         let r = Request::from_pairs(parse_query(
             b"read=/b&read=/a&read=/b&connect=127.0.0.1:1&connect=[::1]:2&udp=10.0.0.1:53\
-              &resolve=localhost&ls=/&exec=/bin/true",
+              &resolve=localhost&ls=/&exec=/bin/true&bind=0.0.0.0:0%2F127.0.0.1:1&socket=raw4",
         ));
+        assert_eq!(r.bind, vec!["0.0.0.0:0/127.0.0.1:1"]);
+        assert_eq!(r.socket, vec!["raw4"]);
         assert_eq!(r.read, vec![b"/b".to_vec(), b"/a".to_vec()]);
         assert_eq!(r.connect, vec!["127.0.0.1:1", "[::1]:2"]);
         assert_eq!(r.udp, vec!["10.0.0.1:53"]);

@@ -1,0 +1,816 @@
+//! PrisonIP's cgroup-BPF programs, generated from the prison's addresses: a pure function from
+//! [`PrisonIp`] to instructions, so every branch is tested without a kernel (see the tests at
+//! the end, which run the programs in an interpreter for exactly the instructions used here).
+//!
+//! What they enforce for every process in the prison's cgroup:
+//! - `socket`: only TCP and UDP of a family that has a PrisonIP address; never `SOCK_RAW`.
+//! - `bind`: the prison address is allowed, the wildcard is rewritten to it, anything else is
+//!   refused (EPERM).
+//! - `connect`: the socket is bound to the prison address first (`bpf_bind`, port chosen at
+//!   connect time), so that is its source; a loopback destination is rewritten to the prison
+//!   address, as on FreeBSD (the host's loopback services are not the prison's).
+//! - UDP `sendmsg` without a connection: the source is set to the prison address, loopback
+//!   destinations rewritten as for connect.
+//! - IPv6: IPv4-mapped destinations are refused (they would bypass the IPv4 rules).
+//!
+//! A PrisonIP wildcard (`0.0.0.0`/`::`, possible only without PARANOID) leaves its family
+//! unrestricted. The programs see only inet sockets; other families are seccomp's job.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use super::bpf::{Asm, Insn, Label, HELPER_BIND, R0, R1, R10, R2, R3};
+use crate::config::PrisonIp;
+
+// Program and attach types (linux/bpf.h).
+pub const PROG_TYPE_CGROUP_SOCK: u32 = 9;
+pub const PROG_TYPE_CGROUP_SOCK_ADDR: u32 = 18;
+pub const ATTACH_INET_SOCK_CREATE: u32 = 2;
+pub const ATTACH_INET4_BIND: u32 = 8;
+pub const ATTACH_INET6_BIND: u32 = 9;
+pub const ATTACH_INET4_CONNECT: u32 = 10;
+pub const ATTACH_INET6_CONNECT: u32 = 11;
+pub const ATTACH_UDP4_SENDMSG: u32 = 14;
+pub const ATTACH_UDP6_SENDMSG: u32 = 15;
+
+// struct bpf_sock_addr (the context of the bind/connect/sendmsg hooks).
+const USER_IP4: i16 = 4;
+const USER_IP6: i16 = 8;
+const MSG_SRC_IP4: i16 = 40;
+const MSG_SRC_IP6: i16 = 44;
+const SK: i16 = 64;
+// struct bpf_sock (the context of sock_create, and what `sk` points to).
+const SOCK_FAMILY: i16 = 4;
+const SOCK_TYPE: i16 = 8;
+const SOCK_PROTOCOL: i16 = 12;
+const SOCK_SRC_IP4: i16 = 24;
+const SOCK_SRC_IP6: i16 = 28;
+
+const ALLOW: i32 = 1;
+const DENY: i32 = 0;
+
+/// What one family may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family<A> {
+    /// No PrisonIP address of this family: its sockets are refused.
+    Refused,
+    /// PrisonIP is this family's wildcard (not PARANOID): no restriction.
+    Open,
+    /// Only this address.
+    Only(A),
+}
+
+fn v4(ip: &PrisonIp) -> Family<Ipv4Addr> {
+    match ip.v4 {
+        None => Family::Refused,
+        Some(a) if a.is_unspecified() => Family::Open,
+        Some(a) => Family::Only(a),
+    }
+}
+
+fn v6(ip: &PrisonIp) -> Family<Ipv6Addr> {
+    match ip.v6 {
+        None => Family::Refused,
+        Some(a) if a.is_unspecified() => Family::Open,
+        Some(a) => Family::Only(a),
+    }
+}
+
+/// A 4-byte group of an address as the context holds it (network order in memory), read as
+/// the u32 a 32-bit load gives.
+fn word(bytes: [u8; 4]) -> u32 {
+    u32::from_ne_bytes(bytes)
+}
+
+fn words6(a: Ipv6Addr) -> [u32; 4] {
+    let o = a.octets();
+    [0, 1, 2, 3].map(|i| word([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]]))
+}
+
+/// One program and where it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Program {
+    pub name: &'static str,
+    pub prog_type: u32,
+    pub attach_type: u32,
+    pub insns: Vec<Insn>,
+}
+
+/// Every program the prison's cgroup carries for `ip`.
+pub fn programs(ip: &PrisonIp) -> Vec<Program> {
+    let addr = |name, attach_type, insns| Program {
+        name,
+        prog_type: PROG_TYPE_CGROUP_SOCK_ADDR,
+        attach_type,
+        insns,
+    };
+    vec![
+        Program {
+            name: "prison_socket",
+            prog_type: PROG_TYPE_CGROUP_SOCK,
+            attach_type: ATTACH_INET_SOCK_CREATE,
+            insns: sock_create(ip),
+        },
+        addr("prison_bind4", ATTACH_INET4_BIND, bind4(v4(ip))),
+        addr("prison_bind6", ATTACH_INET6_BIND, bind6(v6(ip))),
+        addr("prison_connect4", ATTACH_INET4_CONNECT, connect4(v4(ip))),
+        addr("prison_connect6", ATTACH_INET6_CONNECT, connect6(v6(ip))),
+        addr("prison_sendmsg4", ATTACH_UDP4_SENDMSG, sendmsg4(v4(ip))),
+        addr("prison_sendmsg6", ATTACH_UDP6_SENDMSG, sendmsg6(v6(ip))),
+    ]
+}
+
+fn verdict_only(verdict: i32) -> Vec<Insn> {
+    let mut asm = Asm::default();
+    asm.exit_with(verdict);
+    asm.finish()
+}
+
+/// The common end of every program: `allow: r0 = 1; exit; deny: r0 = 0; exit`.
+fn verdicts(asm: &mut Asm, allow: Label, deny: Label) {
+    asm.label(allow);
+    asm.exit_with(ALLOW);
+    asm.label(deny);
+    asm.exit_with(DENY);
+}
+
+/// `socket()`: TCP or UDP of a family with an address; never raw.
+fn sock_create(ip: &PrisonIp) -> Vec<Insn> {
+    let mut asm = Asm::default();
+    let (check, allow, deny) = (asm.new_label(), asm.new_label(), asm.new_label());
+    asm.load32(R2, R1, SOCK_FAMILY);
+    for (family, open) in [
+        (libc::AF_INET, v4(ip) != Family::Refused),
+        (libc::AF_INET6, v6(ip) != Family::Refused),
+    ] {
+        if open {
+            asm.jeq32(R2, family as u32, check);
+        }
+    }
+    asm.goto(deny);
+    asm.label(check);
+    // SOCK_RAW with IPPROTO_TCP or UDP exists, so the type is checked on its own.
+    asm.load32(R2, R1, SOCK_TYPE);
+    asm.jeq32(R2, libc::SOCK_RAW as u32, deny);
+    // The kernel has resolved protocol 0 by now: ICMP, SCTP, MPTCP, UDP-Lite stay out.
+    asm.load32(R2, R1, SOCK_PROTOCOL);
+    asm.jeq32(R2, libc::IPPROTO_TCP as u32, allow);
+    asm.jeq32(R2, libc::IPPROTO_UDP as u32, allow);
+    asm.goto(deny);
+    verdicts(&mut asm, allow, deny);
+    asm.finish()
+}
+
+fn bind4(family: Family<Ipv4Addr>) -> Vec<Insn> {
+    let jip = match family {
+        Family::Refused => return verdict_only(DENY),
+        Family::Open => return verdict_only(ALLOW),
+        Family::Only(a) => word(a.octets()),
+    };
+    let mut asm = Asm::default();
+    let (allow, deny) = (asm.new_label(), asm.new_label());
+    asm.load32(R2, R1, USER_IP4);
+    asm.jeq32(R2, jip, allow);
+    asm.jne32(R2, 0, deny);
+    asm.mov32_imm(R2, jip);
+    asm.store32_reg(R1, USER_IP4, R2);
+    asm.goto(allow);
+    verdicts(&mut asm, allow, deny);
+    asm.finish()
+}
+
+fn bind6(family: Family<Ipv6Addr>) -> Vec<Insn> {
+    let jip = match family {
+        Family::Refused => return verdict_only(DENY),
+        Family::Open => return verdict_only(ALLOW),
+        Family::Only(a) => words6(a),
+    };
+    let mut asm = Asm::default();
+    let (allow, deny, not_jip) = (asm.new_label(), asm.new_label(), asm.new_label());
+    for (i, w) in jip.iter().enumerate() {
+        asm.load32(R2, R1, USER_IP6 + 4 * i as i16);
+        asm.jne32(R2, *w, not_jip);
+    }
+    asm.goto(allow);
+    asm.label(not_jip);
+    for i in 0..4 {
+        asm.load32(R2, R1, USER_IP6 + 4 * i);
+        asm.jne32(R2, 0, deny);
+    }
+    store6(&mut asm, USER_IP6, jip);
+    asm.goto(allow);
+    verdicts(&mut asm, allow, deny);
+    asm.finish()
+}
+
+/// `*(u32[4] *)(r1 + off) = addr`, through r2 (the context takes no immediate stores).
+fn store6(asm: &mut Asm, off: i16, addr: [u32; 4]) {
+    for (i, w) in addr.iter().enumerate() {
+        asm.mov32_imm(R2, *w);
+        asm.store32_reg(R1, off + 4 * i as i16, R2);
+    }
+}
+
+/// A destination in 127.0.0.0/8, or 0.0.0.0 (which the kernel takes for "this host"), becomes
+/// the prison address.
+fn rewrite_loopback4(asm: &mut Asm, jip: u32) {
+    let (done, rewrite) = (asm.new_label(), asm.new_label());
+    asm.load32(R2, R1, USER_IP4);
+    asm.jeq32(R2, 0, rewrite);
+    asm.and32_imm(R2, word([0xff, 0, 0, 0]));
+    asm.jne32(R2, word([127, 0, 0, 0]), done);
+    asm.label(rewrite);
+    asm.mov32_imm(R2, jip);
+    asm.store32_reg(R1, USER_IP4, R2);
+    asm.label(done);
+}
+
+/// A destination `::1`, or `::` (which the kernel takes for `::1`), becomes the prison address;
+/// an IPv4-mapped destination is refused.
+fn check_destination6(asm: &mut Asm, jip: [u32; 4], deny: Label) {
+    let (done, not_mapped, rewrite) = (asm.new_label(), asm.new_label(), asm.new_label());
+    asm.load32(R2, R1, USER_IP6);
+    asm.jne32(R2, 0, done);
+    asm.load32(R2, R1, USER_IP6 + 4);
+    asm.jne32(R2, 0, done);
+    asm.load32(R2, R1, USER_IP6 + 8);
+    asm.jne32(R2, word([0, 0, 0xff, 0xff]), not_mapped);
+    asm.goto(deny);
+    asm.label(not_mapped);
+    asm.jne32(R2, 0, done);
+    asm.load32(R2, R1, USER_IP6 + 12);
+    asm.jeq32(R2, 0, rewrite);
+    asm.jne32(R2, word([0, 0, 0, 1]), done);
+    asm.label(rewrite);
+    store6(asm, USER_IP6, jip);
+    asm.label(done);
+}
+
+fn connect4(family: Family<Ipv4Addr>) -> Vec<Insn> {
+    let jip = match family {
+        Family::Refused => return verdict_only(DENY),
+        Family::Open => return verdict_only(ALLOW),
+        Family::Only(a) => word(a.octets()),
+    };
+    let mut asm = Asm::default();
+    let (allow, deny) = (asm.new_label(), asm.new_label());
+    rewrite_loopback4(&mut asm, jip);
+    // Already bound to the prison address (an explicit bind, which bind4 allowed): nothing to do.
+    asm.load64(R2, R1, SK);
+    asm.load32(R3, R2, SOCK_SRC_IP4);
+    asm.jeq32(R3, jip, allow);
+    // struct sockaddr_in { AF_INET, port 0, JIP } on the stack; port 0 lets connect pick it.
+    asm.store64_imm(R10, -16, 0);
+    asm.store64_imm(R10, -8, 0);
+    asm.store16_imm(R10, -16, libc::AF_INET as u16);
+    asm.store32_imm(R10, -12, jip);
+    bind_call(&mut asm, 16, 16, deny);
+    asm.goto(allow);
+    verdicts(&mut asm, allow, deny);
+    asm.finish()
+}
+
+/// `if bpf_bind(ctx, r10 - size, len) != 0 goto deny` (r1 still holds the context).
+fn bind_call(asm: &mut Asm, size: i16, len: i32, deny: Label) {
+    asm.mov64_reg(R2, R10);
+    asm.add64_imm(R2, -i32::from(size));
+    asm.mov64_imm(R3, len);
+    asm.call(HELPER_BIND);
+    asm.jne64(R0, 0, deny);
+}
+
+fn connect6(family: Family<Ipv6Addr>) -> Vec<Insn> {
+    let jip = match family {
+        Family::Refused => return verdict_only(DENY),
+        Family::Open => return verdict_only(ALLOW),
+        Family::Only(a) => words6(a),
+    };
+    let mut asm = Asm::default();
+    let (allow, deny, bind) = (asm.new_label(), asm.new_label(), asm.new_label());
+    check_destination6(&mut asm, jip, deny);
+    asm.load64(R2, R1, SK);
+    for (i, w) in jip.iter().enumerate() {
+        asm.load32(R3, R2, SOCK_SRC_IP6 + 4 * i as i16);
+        asm.jne32(R3, *w, bind);
+    }
+    asm.goto(allow);
+    asm.label(bind);
+    // struct sockaddr_in6 { AF_INET6, port 0, flowinfo 0, JIP, scope 0 }: 28 bytes in 32.
+    for off in [-32, -24, -16, -8] {
+        asm.store64_imm(R10, off, 0);
+    }
+    asm.store16_imm(R10, -32, libc::AF_INET6 as u16);
+    for (i, w) in jip.iter().enumerate() {
+        asm.store32_imm(R10, -24 + 4 * i as i16, *w);
+    }
+    bind_call(&mut asm, 32, 28, deny);
+    asm.goto(allow);
+    verdicts(&mut asm, allow, deny);
+    asm.finish()
+}
+
+fn sendmsg4(family: Family<Ipv4Addr>) -> Vec<Insn> {
+    let jip = match family {
+        Family::Refused => return verdict_only(DENY),
+        Family::Open => return verdict_only(ALLOW),
+        Family::Only(a) => word(a.octets()),
+    };
+    let mut asm = Asm::default();
+    rewrite_loopback4(&mut asm, jip);
+    // After IP_PKTINFO is parsed, so a cmsg cannot choose another source.
+    asm.mov32_imm(R2, jip);
+    asm.store32_reg(R1, MSG_SRC_IP4, R2);
+    asm.exit_with(ALLOW);
+    asm.finish()
+}
+
+fn sendmsg6(family: Family<Ipv6Addr>) -> Vec<Insn> {
+    let jip = match family {
+        Family::Refused => return verdict_only(DENY),
+        Family::Open => return verdict_only(ALLOW),
+        Family::Only(a) => words6(a),
+    };
+    let mut asm = Asm::default();
+    let (allow, deny) = (asm.new_label(), asm.new_label());
+    check_destination6(&mut asm, jip, deny);
+    store6(&mut asm, MSG_SRC_IP6, jip);
+    asm.goto(allow);
+    verdicts(&mut asm, allow, deny);
+    asm.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::bpf_interp::Machine;
+    use super::*;
+
+    const JIP4: &str = "192.0.2.10";
+    /// Last octet >= 128: a sign-extending 64-bit compare would never match it.
+    const JIP4_HIGH: &str = "192.0.2.200";
+    const JIP6: &str = "2001:db8::10";
+    /// Every 32-bit group >= 0x80000000 in memory order.
+    const JIP6_HIGH: &str = "f001:db8:8000:0:8000::ff80";
+
+    fn ip(addrs: &[&str]) -> PrisonIp {
+        PrisonIp::parse(addrs, false).expect("test address")
+    }
+
+    fn program(ip: &PrisonIp, attach_type: u32) -> Vec<Insn> {
+        programs(ip)
+            .into_iter()
+            .find(|p| p.attach_type == attach_type)
+            .expect("program")
+            .insns
+    }
+
+    fn v4b(a: &str) -> [u8; 4] {
+        a.parse::<Ipv4Addr>().expect(a).octets()
+    }
+
+    fn v6b(a: &str) -> [u8; 16] {
+        a.parse::<Ipv6Addr>().expect(a).octets()
+    }
+
+    fn sockaddr_in(a: &str) -> Vec<u8> {
+        let mut s = vec![0u8; 16];
+        s[..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
+        s[4..8].copy_from_slice(&v4b(a));
+        s
+    }
+
+    fn sockaddr_in6(a: &str) -> Vec<u8> {
+        let mut s = vec![0u8; 28];
+        s[..2].copy_from_slice(&(libc::AF_INET6 as u16).to_ne_bytes());
+        s[8..24].copy_from_slice(&v6b(a));
+        s
+    }
+
+    /// The configurations every table runs under, with the prison's addresses.
+    fn configs() -> Vec<(PrisonIp, Option<&'static str>, Option<&'static str>)> {
+        vec![
+            (ip(&[JIP4]), Some(JIP4), None),
+            (ip(&[JIP4_HIGH]), Some(JIP4_HIGH), None),
+            (ip(&[JIP6]), None, Some(JIP6)),
+            (ip(&[JIP6_HIGH]), None, Some(JIP6_HIGH)),
+            (ip(&[JIP4, JIP6]), Some(JIP4), Some(JIP6)),
+            (
+                ip(&[JIP4_HIGH, JIP6_HIGH]),
+                Some(JIP4_HIGH),
+                Some(JIP6_HIGH),
+            ),
+        ]
+    }
+
+    #[test]
+    fn bind4_allows_the_prison_address_rewrites_the_wildcard_refuses_the_rest() {
+        for (config, jip, _) in configs() {
+            let insns = program(&config, ATTACH_INET4_BIND);
+            // (requested address, allowed, address after the program)
+            let mut cases: Vec<(&str, bool, &str)> = vec![
+                ("192.0.2.20", false, "192.0.2.20"),
+                ("127.0.0.1", false, "127.0.0.1"),
+                ("10.2.0.192", false, "10.2.0.192"),
+                ("200.2.0.192", false, "200.2.0.192"),
+                ("255.255.255.255", false, "255.255.255.255"),
+            ];
+            match jip {
+                Some(jip) => {
+                    cases.push((jip, true, jip));
+                    cases.push(("0.0.0.0", true, jip));
+                }
+                None => cases.push(("0.0.0.0", false, "0.0.0.0")),
+            }
+            for (addr, allowed, after) in cases {
+                let mut m = Machine::sock_addr();
+                Machine::set(&mut m.ctx, 4, &v4b(addr));
+                assert_eq!(m.run(&insns), allowed, "{config:?} bind {addr}");
+                assert_eq!(
+                    Machine::get(&m.ctx, 4, 4),
+                    v4b(after),
+                    "{config:?} bind {addr}"
+                );
+                assert!(m.bound.is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn bind6_allows_the_prison_address_rewrites_the_wildcard_refuses_the_rest() {
+        for (config, _, jip) in configs() {
+            let insns = program(&config, ATTACH_INET6_BIND);
+            let mut cases: Vec<(String, bool, String)> = [
+                "2001:db8::20",
+                "::1",
+                "::ffff:192.0.2.10",
+                "::ffff:0.0.0.0",
+                "1::",
+                "0:0:1::",
+                "::1:0:0",
+                "fe80::1",
+            ]
+            .iter()
+            .map(|a| (a.to_string(), false, a.to_string()))
+            .collect();
+            match jip {
+                Some(jip) => {
+                    cases.push((jip.into(), true, jip.into()));
+                    cases.push(("::".into(), true, jip.into()));
+                    // The prison address with one 32-bit group changed: each compare matters.
+                    let o = v6b(jip);
+                    for group in 0..4 {
+                        let mut other = o;
+                        other[4 * group + 3] ^= 1;
+                        let other = Ipv6Addr::from(other).to_string();
+                        cases.push((other.clone(), false, other));
+                    }
+                }
+                None => cases.push(("::".into(), false, "::".into())),
+            }
+            for (addr, allowed, after) in cases {
+                let mut m = Machine::sock_addr();
+                Machine::set(&mut m.ctx, 8, &v6b(&addr));
+                assert_eq!(m.run(&insns), allowed, "{config:?} bind [{addr}]");
+                assert_eq!(
+                    Machine::get(&m.ctx, 8, 16),
+                    v6b(&after),
+                    "{config:?} [{addr}]"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn connect4_binds_to_the_prison_address_and_keeps_loopback_inside() {
+        for (config, jip, _) in configs() {
+            let insns = program(&config, ATTACH_INET4_CONNECT);
+            let Some(jip) = jip else {
+                let mut m = Machine::sock_addr();
+                Machine::set(&mut m.ctx, 4, &v4b("192.0.2.20"));
+                assert!(
+                    !m.run(&insns),
+                    "{config:?}: IPv4 connect without an IPv4 address"
+                );
+                assert!(m.bound.is_empty());
+                continue;
+            };
+            // (destination, socket's source, bpf_bind result, allowed, destination after,
+            //  bpf_bind called)
+            let cases = [
+                ("192.0.2.20", "0.0.0.0", 0, true, "192.0.2.20", true),
+                ("198.51.100.2", "0.0.0.0", 0, true, "198.51.100.2", true),
+                (
+                    "192.0.2.20",
+                    "0.0.0.0",
+                    -libc::EADDRNOTAVAIL,
+                    false,
+                    "192.0.2.20",
+                    true,
+                ),
+                ("192.0.2.20", jip, 0, true, "192.0.2.20", false),
+                ("192.0.2.20", jip, -libc::EINVAL, true, "192.0.2.20", false),
+                (
+                    "192.0.2.20",
+                    "192.0.2.20",
+                    -libc::EINVAL,
+                    false,
+                    "192.0.2.20",
+                    true,
+                ),
+                ("127.0.0.1", "0.0.0.0", 0, true, jip, true),
+                ("127.1.2.3", "0.0.0.0", 0, true, jip, true),
+                ("0.0.0.0", "0.0.0.0", 0, true, jip, true),
+                ("126.0.0.1", "0.0.0.0", 0, true, "126.0.0.1", true),
+                ("128.0.0.1", "0.0.0.0", 0, true, "128.0.0.1", true),
+                ("1.0.0.127", "0.0.0.0", 0, true, "1.0.0.127", true),
+                ("0.0.0.1", "0.0.0.0", 0, true, "0.0.0.1", true),
+            ];
+            for (dst, src, result, allowed, after, binds) in cases {
+                let what = format!("{config:?} connect {dst} from {src} (bind {result})");
+                let mut m = Machine::sock_addr();
+                m.bind_result = result.into();
+                Machine::set(&mut m.ctx, 4, &v4b(dst));
+                Machine::set(&mut m.sock, 24, &v4b(src));
+                assert_eq!(m.run(&insns), allowed, "{what}");
+                assert_eq!(Machine::get(&m.ctx, 4, 4), v4b(after), "{what}");
+                let expected = if binds {
+                    vec![sockaddr_in(jip)]
+                } else {
+                    vec![]
+                };
+                assert_eq!(m.bound, expected, "{what}");
+            }
+        }
+    }
+
+    #[test]
+    fn connect6_binds_to_the_prison_address_keeps_loopback_inside_refuses_mapped() {
+        for (config, _, jip) in configs() {
+            let insns = program(&config, ATTACH_INET6_CONNECT);
+            let Some(jip) = jip else {
+                let mut m = Machine::sock_addr();
+                Machine::set(&mut m.ctx, 8, &v6b("2001:db8::20"));
+                assert!(
+                    !m.run(&insns),
+                    "{config:?}: IPv6 connect without an IPv6 address"
+                );
+                assert!(m.bound.is_empty());
+                continue;
+            };
+            let mut cases = vec![
+                ("2001:db8::20", "::", 0, true, "2001:db8::20", true),
+                (
+                    "2001:db8::20",
+                    "::",
+                    -libc::EADDRNOTAVAIL,
+                    false,
+                    "2001:db8::20",
+                    true,
+                ),
+                ("2001:db8::20", jip, 0, true, "2001:db8::20", false),
+                (
+                    "2001:db8::20",
+                    "2001:db8::20",
+                    -libc::EINVAL,
+                    false,
+                    "2001:db8::20",
+                    true,
+                ),
+                ("::1", "::", 0, true, jip, true),
+                ("::", "::", 0, true, jip, true),
+                (
+                    "::ffff:127.0.0.1",
+                    "::",
+                    0,
+                    false,
+                    "::ffff:127.0.0.1",
+                    false,
+                ),
+                (
+                    "::ffff:192.0.2.20",
+                    "::",
+                    0,
+                    false,
+                    "::ffff:192.0.2.20",
+                    false,
+                ),
+                ("::2", "::", 0, true, "::2", true),
+                ("::1:0:1", "::", 0, true, "::1:0:1", true),
+                ("0:0:1::1", "::", 0, true, "0:0:1::1", true),
+                ("1::1", "::", 0, true, "1::1", true),
+                ("::1:ffff:0:1", "::", 0, true, "::1:ffff:0:1", true),
+            ];
+            // The socket's source differs from the prison address in one group: bind again.
+            let o = v6b(jip);
+            let others: Vec<String> = (0..4)
+                .map(|group| {
+                    let mut other = o;
+                    other[4 * group] ^= 0x80;
+                    Ipv6Addr::from(other).to_string()
+                })
+                .collect();
+            for other in &others {
+                cases.push((
+                    "2001:db8::20",
+                    other,
+                    -libc::EINVAL,
+                    false,
+                    "2001:db8::20",
+                    true,
+                ));
+            }
+            for (dst, src, result, allowed, after, binds) in cases {
+                let what = format!("{config:?} connect [{dst}] from [{src}] (bind {result})");
+                let mut m = Machine::sock_addr();
+                m.bind_result = result.into();
+                Machine::set(&mut m.ctx, 8, &v6b(dst));
+                Machine::set(&mut m.sock, 28, &v6b(src));
+                assert_eq!(m.run(&insns), allowed, "{what}");
+                assert_eq!(Machine::get(&m.ctx, 8, 16), v6b(after), "{what}");
+                let expected = if binds {
+                    vec![sockaddr_in6(jip)]
+                } else {
+                    vec![]
+                };
+                assert_eq!(m.bound, expected, "{what}");
+            }
+        }
+    }
+
+    #[test]
+    fn sendmsg4_sets_the_source_and_keeps_loopback_inside() {
+        for (config, jip, _) in configs() {
+            let insns = program(&config, ATTACH_UDP4_SENDMSG);
+            let Some(jip) = jip else {
+                let mut m = Machine::sock_addr();
+                Machine::set(&mut m.ctx, 4, &v4b("192.0.2.20"));
+                assert!(!m.run(&insns), "{config:?}");
+                continue;
+            };
+            // (destination, source asked for with IP_PKTINFO, destination after)
+            let cases = [
+                ("192.0.2.20", "0.0.0.0", "192.0.2.20"),
+                ("192.0.2.20", "192.0.2.20", "192.0.2.20"),
+                ("198.51.100.2", "198.51.100.1", "198.51.100.2"),
+                ("127.0.0.53", "0.0.0.0", jip),
+                ("0.0.0.0", "0.0.0.0", jip),
+                ("128.0.0.1", "0.0.0.0", "128.0.0.1"),
+            ];
+            for (dst, src, after) in cases {
+                let what = format!("{config:?} sendto {dst} from {src}");
+                let mut m = Machine::sock_addr();
+                Machine::set(&mut m.ctx, 4, &v4b(dst));
+                Machine::set(&mut m.ctx, 40, &v4b(src));
+                assert!(m.run(&insns), "{what}");
+                assert_eq!(Machine::get(&m.ctx, 40, 4), v4b(jip), "{what}: source");
+                assert_eq!(
+                    Machine::get(&m.ctx, 4, 4),
+                    v4b(after),
+                    "{what}: destination"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn sendmsg6_sets_the_source_keeps_loopback_inside_refuses_mapped() {
+        for (config, _, jip) in configs() {
+            let insns = program(&config, ATTACH_UDP6_SENDMSG);
+            let Some(jip) = jip else {
+                let mut m = Machine::sock_addr();
+                Machine::set(&mut m.ctx, 8, &v6b("2001:db8::20"));
+                assert!(!m.run(&insns), "{config:?}");
+                continue;
+            };
+            // (destination, allowed, destination after)
+            let cases = [
+                ("2001:db8::20", true, "2001:db8::20"),
+                ("::1", true, jip),
+                ("::", true, jip),
+                ("::2", true, "::2"),
+                ("::ffff:192.0.2.20", false, "::ffff:192.0.2.20"),
+                ("::ffff:127.0.0.1", false, "::ffff:127.0.0.1"),
+                ("0:0:1::1", true, "0:0:1::1"),
+            ];
+            for (dst, allowed, after) in cases {
+                let what = format!("{config:?} sendto [{dst}]");
+                let mut m = Machine::sock_addr();
+                Machine::set(&mut m.ctx, 8, &v6b(dst));
+                Machine::set(&mut m.ctx, 44, &v6b("2001:db8::20"));
+                assert_eq!(m.run(&insns), allowed, "{what}");
+                assert_eq!(
+                    Machine::get(&m.ctx, 8, 16),
+                    v6b(after),
+                    "{what}: destination"
+                );
+                let source = if allowed { jip } else { "2001:db8::20" };
+                assert_eq!(Machine::get(&m.ctx, 44, 16), v6b(source), "{what}: source");
+            }
+        }
+    }
+
+    #[test]
+    fn socket_allows_tcp_and_udp_of_the_prison_families_only() {
+        const MPTCP: i32 = 262;
+        for (config, jip4, jip6) in configs() {
+            let insns = program(&config, ATTACH_INET_SOCK_CREATE);
+            for (family, has) in [
+                (libc::AF_INET, jip4.is_some()),
+                (libc::AF_INET6, jip6.is_some()),
+                (libc::AF_UNIX, false),
+                (libc::AF_PACKET, false),
+            ] {
+                for (kind, protocol, allowed) in [
+                    (libc::SOCK_STREAM, libc::IPPROTO_TCP, true),
+                    (libc::SOCK_DGRAM, libc::IPPROTO_UDP, true),
+                    (libc::SOCK_RAW, libc::IPPROTO_ICMP, false),
+                    (libc::SOCK_RAW, libc::IPPROTO_TCP, false),
+                    (libc::SOCK_RAW, libc::IPPROTO_UDP, false),
+                    (libc::SOCK_RAW, libc::IPPROTO_RAW, false),
+                    (libc::SOCK_DGRAM, libc::IPPROTO_ICMP, false),
+                    (libc::SOCK_DGRAM, libc::IPPROTO_ICMPV6, false),
+                    (libc::SOCK_DGRAM, libc::IPPROTO_UDPLITE, false),
+                    (libc::SOCK_STREAM, MPTCP, false),
+                    (libc::SOCK_STREAM, libc::IPPROTO_SCTP, false),
+                    (libc::SOCK_SEQPACKET, libc::IPPROTO_SCTP, false),
+                ] {
+                    let mut m = Machine::sock();
+                    Machine::set(&mut m.ctx, 4, &(family as u32).to_ne_bytes());
+                    Machine::set(&mut m.ctx, 8, &(kind as u32).to_ne_bytes());
+                    Machine::set(&mut m.ctx, 12, &(protocol as u32).to_ne_bytes());
+                    assert_eq!(
+                        m.run(&insns),
+                        has && allowed,
+                        "{config:?} socket({family}, {kind}, {protocol})"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Without PARANOID a PrisonIP wildcard leaves its family open; the other stays refused.
+    #[test]
+    fn a_wildcard_family_is_open_and_the_other_refused() {
+        let config = ip(&["0.0.0.0"]);
+        for p in programs(&config) {
+            let mut m = Machine::sock_addr();
+            if p.attach_type == ATTACH_INET_SOCK_CREATE {
+                for (family, allowed) in [(libc::AF_INET, true), (libc::AF_INET6, false)] {
+                    let mut m = Machine::sock();
+                    Machine::set(&mut m.ctx, 4, &(family as u32).to_ne_bytes());
+                    Machine::set(&mut m.ctx, 8, &(libc::SOCK_STREAM as u32).to_ne_bytes());
+                    Machine::set(&mut m.ctx, 12, &(libc::IPPROTO_TCP as u32).to_ne_bytes());
+                    assert_eq!(m.run(&p.insns), allowed, "{} {family}", p.name);
+                }
+                continue;
+            }
+            Machine::set(&mut m.ctx, 4, &v4b("192.0.2.20"));
+            Machine::set(&mut m.ctx, 8, &v6b("2001:db8::20"));
+            let v4_hook = [ATTACH_INET4_BIND, ATTACH_INET4_CONNECT, ATTACH_UDP4_SENDMSG]
+                .contains(&p.attach_type);
+            assert_eq!(m.run(&p.insns), v4_hook, "{}", p.name);
+            assert_eq!(Machine::get(&m.ctx, 4, 4), v4b("192.0.2.20"), "{}", p.name);
+            assert!(m.bound.is_empty(), "{}", p.name);
+        }
+        let config = ip(&["::"]);
+        let mut m = Machine::sock_addr();
+        Machine::set(&mut m.ctx, 8, &v6b("::1"));
+        assert!(m.run(&program(&config, ATTACH_INET6_CONNECT)));
+        assert_eq!(Machine::get(&m.ctx, 8, 16), v6b("::1"));
+    }
+
+    /// The kernel's verifier accepts every program of every configuration (loading attaches
+    /// nothing). Needs root, like the rest of the suite.
+    #[test]
+    fn the_kernel_loads_every_program() {
+        // SAFETY: geteuid has no preconditions.
+        let euid = unsafe { libc::geteuid() };
+        assert_eq!(euid, 0, "loading BPF programs needs root");
+        let mut all = configs();
+        all.push((ip(&["0.0.0.0", "::"]), None, None));
+        for (config, _, _) in all {
+            for p in programs(&config) {
+                super::super::bpf::load(p.prog_type, p.attach_type, p.name, &p.insns)
+                    .unwrap_or_else(|e| panic!("{config:?} {}: {e}", p.name));
+            }
+        }
+    }
+
+    #[test]
+    fn every_hook_has_one_program() {
+        let hooks: Vec<u32> = programs(&ip(&[JIP4]))
+            .iter()
+            .map(|p| p.attach_type)
+            .collect();
+        assert_eq!(
+            hooks,
+            [
+                ATTACH_INET_SOCK_CREATE,
+                ATTACH_INET4_BIND,
+                ATTACH_INET6_BIND,
+                ATTACH_INET4_CONNECT,
+                ATTACH_INET6_CONNECT,
+                ATTACH_UDP4_SENDMSG,
+                ATTACH_UDP6_SENDMSG,
+            ]
+        );
+    }
+}
