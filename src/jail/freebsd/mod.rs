@@ -39,6 +39,14 @@ impl Prepared {
     /// Parent: this generation's configuration is being torn down for a restart.
     pub fn release(self) {}
 
-    /// Parent: httpd is exiting; remove everything the prison left on the host.
-    pub fn teardown(self) {}
+    /// Parent, periodically: the prison's resource events for the error log.
+    pub fn monitor(&mut self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Parent: httpd is exiting; remove everything the prison left on the host. Returns what
+    /// could not be removed, for the error log.
+    pub fn teardown(self) -> Vec<String> {
+        Vec::new()
+    }
 }

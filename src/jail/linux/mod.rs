@@ -2,6 +2,7 @@
 //! network unless PrisonIP is set) built once per generation by a short-lived holder process.
 //! Each child joins them with `setns` and becomes the httpd User.
 
+mod cgroup;
 mod fds;
 mod holder;
 pub mod plan;
@@ -10,10 +11,12 @@ mod sys;
 use std::ffi::CStr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 
 use crate::config::Prison;
 
 use super::{check_ret, Identity, SetupError};
+use cgroup::{Cgroups, Limits};
 use holder::NamespaceFds;
 use plan::{MountPlan, RealHost};
 
@@ -23,6 +26,7 @@ pub struct Prepared {
     name: String,
     identity: Identity,
     namespaces: NamespaceFds,
+    cgroups: Cgroups,
     /// (st_dev, st_ino) of PrisonDir: what the child's `/` must be.
     root_id: (u64, u64),
 }
@@ -39,21 +43,6 @@ impl Prepared {
                 "PrisonIP is not enforced on Linux yet; remove PrisonIP to give the prison no network",
             ));
         }
-        let unenforced = [
-            (prison.cpus.is_some(), "PrisonCPU"),
-            (
-                prison.memory != crate::config::MemoryLimits::default(),
-                "PrisonMemory",
-            ),
-            (prison.processes.is_some(), "PrisonProcesses"),
-        ];
-        if let Some((_, directive)) = unenforced.iter().find(|(set, _)| *set) {
-            // Until the prison's cgroup enforces it, refuse rather than run unlimited.
-            return Err(SetupError::check(
-                format!("building prison {name}"),
-                format!("{directive} is not enforced on Linux yet; remove it"),
-            ));
-        }
         let meta = std::fs::metadata(&prison.dir).map_err(|e| {
             SetupError::new(
                 format!(
@@ -67,11 +56,20 @@ impl Prepared {
             SetupError::check(format!("building prison {name}: planning its mounts"), e)
         })?;
         super::fault::inject("build")?;
-        let namespaces = holder::build(&plan, !prison.ip.is_set())?;
+        // Limits are written before the holder starts: no child can exist outside them.
+        let cgroups = Cgroups::create(&name, &Limits::of(prison), Path::new("/proc"))?;
+        let namespaces = match holder::build(&plan, !prison.ip.is_set()) {
+            Ok(namespaces) => namespaces,
+            Err(e) => {
+                let _ = cgroups.teardown();
+                return Err(e);
+            }
+        };
         Ok(Self {
             name,
             identity: identity.clone(),
             namespaces,
+            cgroups,
             root_id: (meta.dev(), meta.ino()),
         })
     }
@@ -89,6 +87,9 @@ impl Prepared {
             .collect();
         super::fault::inject("attach")?;
         fds::close_directory_fds(&keep)?;
+        // Before setns(mnt): inside the prison there is no cgroupfs to write to.
+        super::fault::inject("join-cgroup")?;
+        self.cgroups.join()?;
         join(&ns.ipc, libc::CLONE_NEWIPC, "IPC")?;
         join(&ns.uts, libc::CLONE_NEWUTS, "UTS")?;
         if let Some(net) = &ns.net {
@@ -146,11 +147,21 @@ impl Prepared {
     }
 
     /// Parent: the generation's configuration is torn down (restart). Old children keep their
-    /// namespaces alive; the parent drops its references.
+    /// namespaces and cgroups alive; the parent drops its references, and the next
+    /// generation's monitor removes the old cgroups once they are empty.
     pub fn release(self) {}
 
-    /// Parent: httpd exits. The namespaces die with the last process in them.
-    pub fn teardown(self) {}
+    /// Parent, periodically (httpd's monitor hook): the prison's resource events (memory
+    /// report crossings, OOM kills, refused forks), one line each for the error log.
+    pub fn monitor(&mut self) -> Vec<String> {
+        self.cgroups.monitor()
+    }
+
+    /// Parent: httpd exits. The namespaces die with the last process in them; the cgroups are
+    /// removed. Returns what could not be cleaned up, for the error log.
+    pub fn teardown(self) -> Vec<String> {
+        self.cgroups.teardown()
+    }
 }
 
 fn join(fd: &OwnedFd, kind: libc::c_int, what: &str) -> Result<(), SetupError> {
