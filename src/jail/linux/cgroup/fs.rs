@@ -99,11 +99,13 @@ pub fn remove(dir: &Path) -> io::Result<bool> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
         Err(e) if e.raw_os_error() == Some(libc::EBUSY) => Ok(false),
         // A fabricated tree in the unit tests holds plain files (a real cgroup never says
-        // ENOTEMPTY: its control files vanish with it).
+        // ENOTEMPTY: its control files vanish with it); it is "populated" while its
+        // cgroup.procs lists a task.
         #[cfg(test)]
-        Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => {
-            fs::remove_dir_all(dir).map(|()| true)
-        }
+        Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => match tasks(dir).is_empty() {
+            true => fs::remove_dir_all(dir).map(|()| true),
+            false => Ok(false),
+        },
         Err(e) => Err(e),
     }
 }
@@ -114,5 +116,7 @@ pub fn tasks(dir: &Path) -> Vec<i32> {
         .unwrap_or_default()
         .lines()
         .filter_map(|l| l.trim().parse().ok())
+        // Never 0 or negative: kill() would take those as process groups.
+        .filter(|&pid| pid > 0)
         .collect()
 }

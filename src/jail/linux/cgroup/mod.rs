@@ -91,6 +91,9 @@ impl Cgroups {
             pids: None,
         };
         if limits.controllers().is_empty() {
+            // Still looked at, so the monitor and teardown find earlier generations that had
+            // limits; a host without cgroups is no error here.
+            let _ = this.layout();
             return Ok(this);
         }
         match this.create_groups(limits) {
@@ -109,8 +112,11 @@ impl Cgroups {
             (Some(v2), false) => Some(v2_facts(v2)?),
             _ => None,
         };
-        let mut bases: Vec<PathBuf> = v1.iter().map(|(_, h)| h.own.clone()).collect();
+        let mut bases = self.all_bases();
+        bases.extend(v1.iter().map(|(_, h)| h.own.clone()));
         bases.extend(facts.iter().map(|f| f.base.clone()));
+        bases.sort();
+        bases.dedup();
         let leaf = self.next_leaf(&bases);
         let plan = plan::plan(limits, &layout, facts.as_ref(), &leaf).map_err(|e| {
             SetupError::check(
@@ -247,7 +253,7 @@ impl Cgroups {
         };
         let leaf = match &self.leaf {
             Some(leaf) => leaf.clone(),
-            None => self.next_leaf(std::slice::from_ref(&v2.own)),
+            None => self.next_leaf(&self.all_bases()),
         };
         self.leaf = Some(leaf.clone());
         let group = Group {
@@ -312,15 +318,27 @@ impl Cgroups {
         events
     }
 
-    fn bases(&self) -> Vec<PathBuf> {
+    /// Every cgroup a generation of this prison may have been created under: httpd's own in
+    /// each hierarchy, and its parent on v2. Earlier generations may have had other limits.
+    fn all_bases(&self) -> Vec<PathBuf> {
         let mut bases: Vec<PathBuf> = self.groups.iter().map(|g| g.base.clone()).collect();
+        if let Some(layout) = &self.layout {
+            bases.extend(layout.v1.values().map(|h| h.own.clone()));
+            if let Some(v2) = &layout.v2 {
+                bases.push(v2.own.clone());
+                if v2.own != v2.mount {
+                    bases.extend(v2.own.parent().map(Path::to_owned));
+                }
+            }
+        }
+        bases.sort();
         bases.dedup();
         bases
     }
 
     fn other_generations(&self) -> Vec<(PathBuf, u64)> {
         let ours: Vec<&Path> = self.dirs().collect();
-        self.bases()
+        self.all_bases()
             .iter()
             .flat_map(|base| generations(base, &self.prison))
             .filter(|(dir, _)| !ours.contains(&dir.as_path()))
@@ -350,7 +368,9 @@ impl Cgroups {
                 std::thread::sleep(Duration::from_millis(20));
             }
             if round == 0 {
-                for pid in dirs.iter().flat_map(|dir| fs::tasks(dir)) {
+                let me = std::process::id() as i32;
+                let tasks = dirs.iter().flat_map(|dir| fs::tasks(dir));
+                for pid in tasks.filter(|&pid| pid > 1 && pid != me) {
                     // SAFETY: kill has no memory-safety preconditions; the pid was read from
                     // the prison's own cgroup, which only httpd's prisoners join.
                     unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -518,5 +538,325 @@ fn hint(e: SetupError, errno: i32, what: &str) -> SetupError {
         }
     } else {
         e
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+
+    /// A fabricated host in a temporary directory: `proc/self/{mountinfo,cgroup}` naming
+    /// cgroup "mounts" that are plain directories under it. Removed on drop.
+    struct Host(PathBuf);
+
+    impl Host {
+        fn new(test: &str, mounts: &[(&str, &str)], own: &str) -> Host {
+            let root = std::env::temp_dir()
+                .join(format!("mod_prison-cgroup-{test}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&root);
+            std::fs::create_dir_all(root.join("proc/self")).unwrap();
+            let mut mountinfo = String::new();
+            for (i, (dir, fs_and_options)) in mounts.iter().enumerate() {
+                let mount = root.join(dir);
+                std::fs::create_dir_all(&mount).unwrap();
+                mountinfo += &format!(
+                    "{} 1 0:{i} / {} rw - {fs_and_options}\n",
+                    30 + i,
+                    mount.display()
+                );
+            }
+            std::fs::write(root.join("proc/self/mountinfo"), mountinfo).unwrap();
+            std::fs::write(root.join("proc/self/cgroup"), own).unwrap();
+            Host(root)
+        }
+
+        fn path(&self, relative: &str) -> PathBuf {
+            self.0.join(relative)
+        }
+
+        fn write(&self, relative: &str, text: &str) {
+            let path = self.path(relative);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+
+        fn read(&self, relative: &str) -> String {
+            std::fs::read_to_string(self.path(relative))
+                .unwrap_or_else(|e| panic!("{relative}: {e}"))
+        }
+
+        fn proc(&self) -> PathBuf {
+            self.path("proc")
+        }
+    }
+
+    impl Drop for Host {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn hybrid(test: &str) -> Host {
+        let host = Host::new(
+            test,
+            &[
+                ("cg/memory", "cgroup cgroup rw,memory"),
+                ("cg/cpuset", "cgroup cgroup rw,cpuset"),
+                ("cg/pids", "cgroup cgroup rw,pids"),
+                ("cg/unified", "cgroup2 cgroup2 rw"),
+            ],
+            "8:pids:/\n4:memory:/api/x\n3:cpuset:/\n0::/\n",
+        );
+        host.write("cg/cpuset/cpuset.mems", "0\n");
+        std::fs::create_dir_all(host.path("cg/memory/api/x")).unwrap();
+        host
+    }
+
+    fn set_xattr(dir: &Path, name: &std::ffi::CStr) -> bool {
+        let path = CString::new(dir.as_os_str().as_bytes()).unwrap();
+        // SAFETY: NUL-terminated strings and a 1-byte value that outlive the call.
+        unsafe { libc::setxattr(path.as_ptr(), name.as_ptr(), c"1".as_ptr().cast(), 1, 0) == 0 }
+    }
+
+    #[test]
+    fn hybrid_v1_limits_written_before_join_and_everything_removed_at_teardown() {
+        let host = hybrid("v1");
+        // A crashed run's empty cgroup is collected; its number is free again.
+        std::fs::create_dir_all(host.path("cg/pids/prison-www.4")).unwrap();
+        let limits = Limits {
+            memory_report: None,
+            memory_deny: Some(64 << 20),
+            cpus: Some("1".into()),
+            processes: Some(50),
+        };
+        let cgroups = Cgroups::create("www", &limits, &host.proc()).unwrap();
+        assert!(!host.path("cg/pids/prison-www.4").exists());
+        let dirs: Vec<&Path> = cgroups.dirs().collect();
+        assert_eq!(
+            dirs,
+            [
+                host.path("cg/memory/api/x/prison-www.1"),
+                host.path("cg/cpuset/prison-www.1"),
+                host.path("cg/pids/prison-www.1"),
+            ]
+        );
+        assert_eq!(
+            host.read("cg/memory/api/x/prison-www.1/memory.limit_in_bytes"),
+            "67108864"
+        );
+        assert_eq!(host.read("cg/cpuset/prison-www.1/cpuset.mems"), "0");
+        assert_eq!(host.read("cg/cpuset/prison-www.1/cpuset.cpus"), "1");
+        assert_eq!(host.read("cg/pids/prison-www.1/pids.max"), "50");
+        // Nothing on v2: PrisonIP asks for it.
+        assert!(!host.path("cg/unified/prison-www.1").exists());
+
+        cgroups.join().unwrap();
+        for dir in cgroups.dirs() {
+            assert_eq!(
+                std::fs::read_to_string(dir.join("cgroup.procs")).unwrap(),
+                "0"
+            );
+        }
+        let problems = cgroups.teardown();
+        assert_eq!(problems, Vec::<String>::new());
+        for dir in dirs_of(&host) {
+            assert!(!dir.exists(), "{}", dir.display());
+        }
+    }
+
+    fn dirs_of(host: &Host) -> Vec<PathBuf> {
+        [
+            "cg/memory/api/x/prison-www.1",
+            "cg/cpuset/prison-www.1",
+            "cg/pids/prison-www.1",
+            "cg/unified/prison-www.1",
+        ]
+        .map(|d| host.path(d))
+        .into()
+    }
+
+    #[test]
+    fn a_busy_earlier_generation_stays_and_the_next_number_is_used() {
+        let host = hybrid("generations");
+        let limits = Limits {
+            processes: Some(9),
+            ..Limits::default()
+        };
+        let old = Cgroups::create("www", &limits, &host.proc()).unwrap();
+        // An old child is still inside at the graceful restart.
+        host.write("cg/pids/prison-www.1/cgroup.procs", "4242\n");
+        drop(old); // release: nothing removed
+        let mut new = Cgroups::create("www", &limits, &host.proc()).unwrap();
+        assert_eq!(
+            new.dirs().collect::<Vec<_>>(),
+            [host.path("cg/pids/prison-www.2")]
+        );
+        assert!(new.monitor().is_empty());
+        assert!(host.path("cg/pids/prison-www.1").exists());
+        // Its last task gone, the monitor removes it.
+        host.write("cg/pids/prison-www.1/cgroup.procs", "");
+        new.monitor();
+        assert!(!host.path("cg/pids/prison-www.1").exists());
+        assert!(host.path("cg/pids/prison-www.2").exists());
+        // Another prison's generations are none of ours.
+        std::fs::create_dir_all(host.path("cg/pids/prison-www2.1")).unwrap();
+        assert_eq!(new.teardown(), Vec::<String>::new());
+        assert!(host.path("cg/pids/prison-www2.1").exists());
+    }
+
+    #[test]
+    fn v2_dir_for_prison_ip_on_a_hybrid_host() {
+        let host = hybrid("v2dir");
+        let mut cgroups = Cgroups::create("www", &Limits::default(), &host.proc()).unwrap();
+        assert_eq!(cgroups.dirs().count(), 0);
+        let dir = cgroups.v2_dir().unwrap();
+        assert_eq!(dir, host.path("cg/unified/prison-www.1"));
+        assert_eq!(cgroups.v2_dir().unwrap(), dir, "created once");
+        cgroups.join().unwrap();
+        assert_eq!(host.read("cg/unified/prison-www.1/cgroup.procs"), "0");
+        assert!(cgroups.teardown().is_empty());
+        assert!(!dir.exists());
+    }
+
+    fn pure_v2(test: &str) -> Host {
+        let host = Host::new(
+            test,
+            &[("cg", "cgroup2 cgroup2 rw,nsdelegate")],
+            "0::/system.slice/apache2.service/main\n",
+        );
+        host.write(
+            "cg/system.slice/apache2.service/cgroup.controllers",
+            "cpuset cpu io memory pids\n",
+        );
+        host.write("cg/system.slice/apache2.service/cgroup.subtree_control", "");
+        host.write("cg/system.slice/apache2.service/main/cgroup.procs", "1\n");
+        host
+    }
+
+    fn all_limits() -> Limits {
+        Limits {
+            memory_report: Some(100),
+            memory_deny: Some(1000),
+            cpus: Some("0".into()),
+            processes: Some(64),
+        }
+    }
+
+    #[test]
+    fn v2_goes_beside_httpd_in_its_delegated_parent_and_monitors_by_polling() {
+        let host = pure_v2("v2");
+        let unit = host.path("cg/system.slice/apache2.service");
+        assert!(
+            set_xattr(&unit, c"trusted.delegate") || set_xattr(&unit, c"user.delegate"),
+            "this filesystem takes no xattrs: the delegation check cannot be tested"
+        );
+        let mut cgroups = Cgroups::create("www", &all_limits(), &host.proc()).unwrap();
+        let leaf = "cg/system.slice/apache2.service/prison-www.1";
+        assert_eq!(cgroups.dirs().collect::<Vec<_>>(), [host.path(leaf)]);
+        // One write per controller; the fabricated file keeps the last.
+        assert_eq!(
+            host.read("cg/system.slice/apache2.service/cgroup.subtree_control"),
+            "+pids"
+        );
+        assert_eq!(host.read(&format!("{leaf}/memory.max")), "1000");
+        assert_eq!(host.read(&format!("{leaf}/cpuset.cpus")), "0");
+        assert_eq!(host.read(&format!("{leaf}/pids.max")), "64");
+        assert_eq!(cgroups.v2_dir().unwrap(), host.path(leaf));
+
+        // Below the report threshold: nothing.
+        host.write(&format!("{leaf}/memory.current"), "50\n");
+        assert_eq!(cgroups.monitor(), Vec::<String>::new());
+        // Crossing: logged once, not again while it stays above.
+        host.write(&format!("{leaf}/memory.current"), "150\n");
+        let events = cgroups.monitor();
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert!(
+            events[0].contains("prison www: memory use reached 150 bytes"),
+            "{events:?}"
+        );
+        assert!(
+            events[0].contains("report threshold 100 bytes"),
+            "{events:?}"
+        );
+        assert_eq!(cgroups.monitor(), Vec::<String>::new());
+        // Down and up again: a new crossing.
+        host.write(&format!("{leaf}/memory.current"), "20\n");
+        assert_eq!(cgroups.monitor(), Vec::<String>::new());
+        host.write(&format!("{leaf}/memory.current"), "120\n");
+        assert_eq!(cgroups.monitor().len(), 1);
+        // A spike between two looks shows in memory.peak.
+        host.write(&format!("{leaf}/memory.current"), "20\n");
+        cgroups.monitor();
+        host.write(&format!("{leaf}/memory.peak"), "900\n");
+        let events = cgroups.monitor();
+        assert!(events[0].contains("reached 900 bytes"), "{events:?}");
+
+        // OOM kills and refused forks, each counted once.
+        host.write(
+            &format!("{leaf}/memory.events"),
+            "low 0\nhigh 0\nmax 7\noom 2\noom_kill 2\n",
+        );
+        host.write(&format!("{leaf}/pids.events"), "max 3\n");
+        let events = cgroups.monitor();
+        assert_eq!(events.len(), 2, "{events:?}");
+        assert!(events[0].contains("killed 2 process(es)"), "{events:?}");
+        assert!(events[0].contains("deny limit 1000 bytes"), "{events:?}");
+        assert!(events[1].contains("3 fork(s) refused at the PrisonProcesses limit 64"));
+        assert_eq!(cgroups.monitor(), Vec::<String>::new());
+        assert!(cgroups.teardown().is_empty());
+        assert!(!host.path(leaf).exists());
+    }
+
+    #[test]
+    fn v2_without_delegation_is_refused_with_the_fix() {
+        let host = pure_v2("v2-undelegated");
+        let err = Cgroups::create("www", &all_limits(), &host.proc()).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("is not delegated to httpd"), "{text}");
+        assert!(
+            text.contains("Delegate=yes and DelegateSubgroup=main"),
+            "{text}"
+        );
+        // Delegated, but httpd sits in the delegated cgroup itself: the subgroup is missing.
+        let host = Host::new(
+            "v2-no-subgroup",
+            &[("cg", "cgroup2 cgroup2 rw")],
+            "0::/system.slice/apache2.service\n",
+        );
+        let unit = host.path("cg/system.slice/apache2.service");
+        std::fs::create_dir_all(&unit).unwrap();
+        assert!(set_xattr(&unit, c"trusted.delegate") || set_xattr(&unit, c"user.delegate"));
+        let text = Cgroups::create("www", &all_limits(), &host.proc())
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("DelegateSubgroup=main"), "{text}");
+        // Limits that need no controller never look at delegation.
+        assert!(Cgroups::create("www", &Limits::default(), &host.proc()).is_ok());
+    }
+
+    #[test]
+    fn a_controller_the_host_lacks_is_named_and_nothing_is_left_behind() {
+        // This VM's layout without the pids hierarchy: v2 offers only hugetlb.
+        let host = Host::new(
+            "missing",
+            &[
+                ("cg/memory", "cgroup cgroup rw,memory"),
+                ("cg/unified", "cgroup2 cgroup2 rw"),
+            ],
+            "4:memory:/\n0::/\n",
+        );
+        host.write("cg/unified/cgroup.controllers", "hugetlb\n");
+        host.write("cg/unified/cgroup.subtree_control", "");
+        let text = Cgroups::create("www", &all_limits(), &host.proc())
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("hybrid"), "{text}");
+        assert!(
+            text.contains("PrisonCPU needs the cgroup cpuset controller"),
+            "{text}"
+        );
+        assert!(!host.path("cg/memory/prison-www.1").exists());
     }
 }
