@@ -410,3 +410,35 @@ fn stale_cgroups_of_a_crashed_run_are_removed_at_start() {
     httpd.stop_cleanly();
     assert_eq!(prison_cgroups(&httpd.name), BTreeSet::new());
 }
+
+/// A child that cannot join the prison's cgroups never serves, and the cgroups made for it
+/// are gone once httpd has stopped.
+#[test]
+fn a_child_that_cannot_join_the_cgroups_never_serves() {
+    let mut httpd = Httpd::new(
+        Setup::new(Mpm::Event)
+            .line("PrisonProcesses 100")
+            .fault("join-cgroup"),
+    );
+    let _guard = CgroupGuard(httpd.name.clone());
+    let err = httpd
+        .try_start()
+        .expect_err("a child served although it could not join the prison's cgroups");
+    assert!(
+        err.contains("attaching to prison") && err.contains("join-cgroup: fault injected"),
+        "{err}"
+    );
+    assert!(
+        common::http_get(httpd.port, "/").is_err(),
+        "something answered"
+    );
+    let started = Instant::now();
+    while !prison_cgroups(&httpd.name).is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the prison's cgroups outlived httpd: {:?}",
+            prison_cgroups(&httpd.name)
+        );
+        sleep(Duration::from_millis(100));
+    }
+}
