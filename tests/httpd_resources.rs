@@ -140,9 +140,15 @@ fn await_log(httpd: &Httpd, needle: &str, count: usize) {
 
 #[test]
 fn every_child_and_cgi_is_in_the_prisons_cgroups_and_they_vanish_at_stop() {
+    for mpm in Mpm::ALL {
+        in_the_prisons_cgroups_until_stop(mpm);
+    }
+}
+
+fn in_the_prisons_cgroups_until_stop(mpm: Mpm) {
     let before = BTreeSet::new();
     let (_guard, mut httpd) = start(
-        Mpm::Event,
+        mpm,
         &["PrisonCPU 1", "PrisonMemory 512M 1G", "PrisonProcesses 500"],
     );
     let leaf = format!("prison-{}.1", httpd.name);
@@ -164,7 +170,7 @@ fn every_child_and_cgi_is_in_the_prisons_cgroups_and_they_vanish_at_stop() {
             let path = cgroup_of(pid, controller);
             assert!(
                 path.ends_with(&format!("/{leaf}")),
-                "child {pid} ({}) is in {controller} cgroup {path:?}, not the prison's",
+                "{mpm:?}: child {pid} ({}) is in {controller} cgroup {path:?}, not the prison's",
                 common::cmdline(pid)
             );
         }
