@@ -45,7 +45,7 @@ fn main() {
         .clang_args(&clang_args)
         .allowlist_type("module_struct|module|command_rec|cmd_parms|cmd_how|server_rec|process_rec")
         .allowlist_type("apr_pool_t|apr_status_t|ap_unixd_config_rec")
-        .allowlist_function("ap_hook_(post_config|check_config|drop_privileges|child_init)")
+        .allowlist_function("ap_hook_(post_config|check_config|drop_privileges|child_init|monitor)")
         .allowlist_function("ap_log_error_|ap_check_cmd_context|ap_state_query|ap_mpm_query")
         .allowlist_function(
             "ap_retained_data_(create|get)|ap_get_server_description|ap_runtime_dir_relative",

@@ -331,7 +331,7 @@ fn with_prison_ip_every_socket_carries_the_prison_address() {
             );
             let cgroup = cgroup_of(pid);
             assert!(
-                cgroup.contains(&format!("mod_prison-{}-", httpd.name)),
+                cgroup.contains(&format!("prison-{}.", httpd.name)),
                 "child {pid} is in cgroup {cgroup:?}"
             );
             cgroups.insert(cgroup);

@@ -243,11 +243,31 @@ fn verify(s: *mut sys::server_rec) -> Option<Result<(), crate::jail::SetupError>
     })
 }
 
+/// In the parent, about every ten seconds (httpd's monitor hook): log the prison's resource
+/// events (memory report crossings, OOM kills, refused forks).
+pub unsafe extern "C" fn monitor(_pool: *mut sys::apr_pool_t, s: *mut sys::server_rec) -> c_int {
+    ffi_guard(DECLINED, || {
+        // SAFETY: `s` is the live main server.
+        let Some(record) = (unsafe { server_config::of(s) }) else {
+            return DECLINED;
+        };
+        let mut record = record.borrow_mut();
+        if let Some(prepared) = &mut record.prepared {
+            for event in prepared.monitor() {
+                log_at!(s, Warning, "mod_prison: {event}");
+            }
+        }
+        DECLINED
+    })
+}
+
 /// The config pool of a generation is being cleared: at exit, tear the prison down; at a
 /// restart, release the parent's handles (old children keep their prison until they exit).
 pub fn end_of_generation(prepared: Prepared) {
     if main_state() == sys::AP_SQ_MS_EXITING as c_int {
-        prepared.teardown();
+        for problem in prepared.teardown() {
+            log_at!(std::ptr::null(), Warning, "mod_prison: at exit: {problem}");
+        }
     } else {
         prepared.release();
     }

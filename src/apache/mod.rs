@@ -184,6 +184,12 @@ unsafe extern "C" fn register_hooks(_pool: *mut sys::apr_pool_t) {
                 ptr::null(),
                 sys::APR_HOOK_REALLY_LAST,
             );
+            sys::ap_hook_monitor(
+                Some(hooks::monitor),
+                ptr::null(),
+                ptr::null(),
+                sys::APR_HOOK_MIDDLE,
+            );
             sys::ap_hook_child_init(
                 Some(hooks::child_init),
                 ptr::null(),

@@ -9,7 +9,8 @@
 //! - **child, after every other drop_privileges hook** (REALLY_LAST): `Prepared::verify`
 //!   asserts the result. Any error here or in attach fails the child closed.
 //! - **parent**: `Prepared::release` when a generation's configuration is torn down (restart),
-//!   `Prepared::teardown` when httpd exits.
+//!   `Prepared::teardown` when httpd exits; `Prepared::monitor` periodically in between (the
+//!   prison's resource events for the error log).
 
 pub mod fault;
 pub mod identity;

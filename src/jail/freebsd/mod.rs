@@ -198,17 +198,20 @@ mod backend {
 
         /// Parent: httpd exits. Clears `persist` now (the jail dies with the last child, at
         /// once if none is left) and removes the rules if it is already gone; closing the
-        /// pipe then lets the reaper finish whatever remains.
-        pub fn teardown(self) {
+        /// pipe then lets the reaper finish whatever remains. Returns what went wrong, for
+        /// the error log.
+        pub fn teardown(self) -> Vec<String> {
+            let mut problems = Vec::new();
             let mut owned = OWNED.lock().unwrap_or_else(PoisonError::into_inner);
-            let Some(own) = owned.take() else { return };
+            let Some(own) = owned.take() else {
+                return problems;
+            };
             if own.master != std::process::id() || own.jid != self.jid {
                 *owned = Some(own);
-                return;
+                return problems;
             }
-            let report = |what: &str, e: io::Error| {
-                // stderr is httpd's main error log; teardown has no other channel.
-                eprintln!("mod_prison: tearing down jail {}: {what}: {e}", own.name);
+            let mut report = |what: &str, e: io::Error| {
+                problems.push(format!("tearing down jail {}: {what}: {e}", own.name));
             };
             match sys::clear_persist(own.jid) {
                 Err(e) if e.raw_os_error() != Some(libc::ENOENT) => report("clearing persist", e),
@@ -224,6 +227,14 @@ mod backend {
                 }
             }
             drop(own);
+            problems
+        }
+
+        /// Parent, periodically: the jail's resource events for the error log. The reaper
+        /// writes the memory report crossings itself (it polls the jail's memoryuse, see
+        /// reaper.rs), so none come here.
+        pub fn monitor(&mut self) -> Vec<String> {
+            Vec::new()
         }
     }
 

@@ -311,3 +311,29 @@ pub fn attach(cgroup: &impl AsRawFd, prog: &impl AsRawFd, attach_type: u32) -> s
     };
     bpf(BPF_PROG_ATTACH, &mut attr).map(drop)
 }
+
+/// Parent: loads `programs` and attaches them to the cgroup at `dir`. The attachments outlive
+/// the program descriptors, which are closed on return, and end with the cgroup.
+pub fn attach_programs(
+    dir: &std::path::Path,
+    programs: &[super::sockaddr::Program],
+) -> Result<(), crate::jail::SetupError> {
+    use crate::jail::SetupError;
+    let cgroup = std::fs::File::open(dir)
+        .map_err(|e| SetupError::new(format!("opening cgroup {}", dir.display()), e))?;
+    for p in programs {
+        let prog = load(p.prog_type, p.attach_type, p.name, &p.insns)
+            .map_err(|e| SetupError::new(format!("loading BPF program {}", p.name), e))?;
+        attach(&cgroup, &prog, p.attach_type).map_err(|e| {
+            SetupError::new(
+                format!(
+                    "attaching BPF program {} to cgroup {}",
+                    p.name,
+                    dir.display()
+                ),
+                e,
+            )
+        })?;
+    }
+    Ok(())
+}

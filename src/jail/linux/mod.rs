@@ -1,16 +1,16 @@
 //! Linux backend: the prison is a set of namespaces (mount with PrisonDir as `/`, IPC, UTS, and
 //! network unless PrisonIP is set) built once per generation by a short-lived holder process.
 //! With PrisonIP the children stay in the host's network namespace and a cgroup2 cgroup with
-//! BPF programs confines their sockets to the prison's addresses (`sockaddr.rs`, `netcg.rs`).
+//! BPF programs confines their sockets to the prison's addresses (`sockaddr.rs`, `bpf.rs`; the cgroup is the prison's own, `cgroup/`).
 //! Each child joins them and becomes the httpd User.
 
 mod bpf;
 #[cfg(test)]
 mod bpf_interp;
+mod cgroup;
 mod claim;
 mod fds;
 mod holder;
-mod netcg;
 pub mod plan;
 mod sockaddr;
 mod sys;
@@ -19,13 +19,12 @@ use std::ffi::CStr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::time::Duration;
 
 use crate::config::Prison;
 
 use super::{check_ret, Identity, SetupError};
+use cgroup::{Cgroups, Limits};
 use holder::NamespaceFds;
-use netcg::NetCgroup;
 use plan::{MountPlan, RealHost};
 
 /// What the children of one generation need to join the prison.
@@ -36,8 +35,9 @@ pub struct Prepared {
     claim: claim::NameClaim,
     identity: Identity,
     namespaces: NamespaceFds,
-    /// PrisonIP: the cgroup carrying the socket programs, which each child joins.
-    network: Option<NetCgroup>,
+    /// Every cgroup of the prison (its limits; with PrisonIP, the cgroup2 one carrying the
+    /// socket programs), which each child joins.
+    cgroups: Cgroups,
     /// (st_dev, st_ino) of PrisonDir: what the child's `/` must be.
     root_id: (u64, u64),
 }
@@ -46,21 +46,6 @@ impl Prepared {
     /// Parent, root: builds this generation's prison.
     pub fn build(prison: &Prison, identity: &Identity) -> Result<Self, SetupError> {
         let name = prison.name.to_string();
-        let unenforced = [
-            (prison.cpus.is_some(), "PrisonCPU"),
-            (
-                prison.memory != crate::config::MemoryLimits::default(),
-                "PrisonMemory",
-            ),
-            (prison.processes.is_some(), "PrisonProcesses"),
-        ];
-        if let Some((_, directive)) = unenforced.iter().find(|(set, _)| *set) {
-            // Until the prison's cgroup enforces it, refuse rather than run unlimited.
-            return Err(SetupError::check(
-                format!("building prison {name}"),
-                format!("{directive} is not enforced on Linux yet; remove it"),
-            ));
-        }
         let meta = std::fs::metadata(&prison.dir).map_err(|e| {
             SetupError::new(
                 format!(
@@ -75,20 +60,19 @@ impl Prepared {
         })?;
         super::fault::inject("build")?;
         let claim = claim::NameClaim::claim(&name)?;
-        // Before the holder: a prison whose address cannot be enforced is never built.
-        let network = if prison.ip.is_set() {
-            Some(network_cgroup(prison).map_err(|e| {
-                SetupError::new(format!("building prison {name}: {}", e.step), e.source)
-            })?)
-        } else {
-            None
-        };
-        let namespaces = match holder::build(&plan, network.is_none()) {
+        // Limits (and PrisonIP's programs) are in place before the holder starts: no child
+        // can exist outside them, and a prison whose address cannot be enforced is never built.
+        let mut cgroups = Cgroups::create(&name, &Limits::of(prison), Path::new("/proc"))?;
+        if prison.ip.is_set() {
+            if let Err(e) = attach_network_programs(&mut cgroups, prison) {
+                let _ = cgroups.teardown();
+                return Err(e);
+            }
+        }
+        let namespaces = match holder::build(&plan, !prison.ip.is_set()) {
             Ok(namespaces) => namespaces,
             Err(e) => {
-                if let Some(cgroup) = &network {
-                    cgroup.remove(Duration::ZERO);
-                }
+                let _ = cgroups.teardown();
                 return Err(e);
             }
         };
@@ -97,7 +81,7 @@ impl Prepared {
             claim,
             identity: identity.clone(),
             namespaces,
-            network,
+            cgroups,
             root_id: (meta.dev(), meta.ino()),
         })
     }
@@ -118,10 +102,9 @@ impl Prepared {
         // hold the name (see claim.rs).
         unsafe { libc::close(self.claim.raw_fd()) };
         fds::close_directory_fds(&keep)?;
-        // Before the mount namespace: the prison has no cgroupfs.
-        if let Some(cgroup) = &self.network {
-            cgroup.join()?;
-        }
+        // Before setns(mnt): inside the prison there is no cgroupfs to write to.
+        super::fault::inject("join-cgroup")?;
+        self.cgroups.join()?;
         join(&ns.ipc, libc::CLONE_NEWIPC, "IPC")?;
         join(&ns.uts, libc::CLONE_NEWUTS, "UTS")?;
         if let Some(net) = &ns.net {
@@ -179,31 +162,32 @@ impl Prepared {
     }
 
     /// Parent: the generation's configuration is torn down (restart). Old children keep their
-    /// namespaces alive; the parent drops its references. Their cgroup stays while they run
-    /// and is removed by a later build or the teardown.
-    pub fn release(self) {
-        if let Some(cgroup) = &self.network {
-            cgroup.remove(Duration::ZERO);
-        }
+    /// namespaces and cgroups alive; the parent drops its references, and the next
+    /// generation's monitor removes the old cgroups once they are empty.
+    pub fn release(self) {}
+
+    /// Parent, periodically (httpd's monitor hook): the prison's resource events (memory
+    /// report crossings, OOM kills, refused forks), one line each for the error log.
+    pub fn monitor(&mut self) -> Vec<String> {
+        self.cgroups.monitor()
     }
 
-    /// Parent: httpd exits. The namespaces die with the last process in them; the cgroup (and
-    /// with it the BPF programs) is removed once the children are gone.
-    pub fn teardown(self) {
-        if let Some(cgroup) = &self.network {
-            cgroup.remove(Duration::from_secs(5));
-        }
+    /// Parent: httpd exits. The namespaces die with the last process in them; the cgroups are
+    /// removed. Returns what could not be cleaned up, for the error log.
+    pub fn teardown(self) -> Vec<String> {
+        self.cgroups.teardown()
     }
 }
 
-/// PrisonIP: this generation's cgroup with the socket programs attached.
-fn network_cgroup(prison: &Prison) -> Result<NetCgroup, SetupError> {
-    let cgroup = NetCgroup::create(Path::new("/proc"), &prison.name.to_string())?;
-    if let Err(e) = cgroup.attach(&sockaddr::programs(&prison.ip)) {
-        cgroup.remove(Duration::ZERO);
-        return Err(e);
-    }
-    Ok(cgroup)
+/// PrisonIP: loads the socket programs for the prison's addresses and attaches them to the
+/// prison's cgroup on the cgroup2 hierarchy (created here when no limit needed one).
+fn attach_network_programs(cgroups: &mut Cgroups, prison: &Prison) -> Result<(), SetupError> {
+    let step = |e: SetupError| SetupError {
+        step: format!("building prison {}: {}", prison.name, e.step),
+        source: e.source,
+    };
+    let dir = cgroups.v2_dir().map_err(step)?;
+    bpf::attach_programs(&dir, &sockaddr::programs(&prison.ip)).map_err(step)
 }
 
 fn join(fd: &OwnedFd, kind: libc::c_int, what: &str) -> Result<(), SetupError> {

@@ -55,6 +55,7 @@ fn run(cgi: bool) -> String {
 
     // Checks that change the process run first, so that the report describes the process as
     // it is after them (e.g. still jailed after a graceful restart, with the memory held).
+    let widened = request.widen.then(|| report(resources::widen_affinity()));
     let slept = request
         .sleep_ms
         .clone()
@@ -89,6 +90,7 @@ fn run(cgi: bool) -> String {
     answer.insert("unknown_params", request.unknown.clone());
 
     let optional = [
+        ("widen", widened),
         ("sleep", slept),
         ("alloc", allocated),
         ("fork", forked),

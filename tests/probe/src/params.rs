@@ -95,6 +95,8 @@ pub struct Request {
     pub resolve: Vec<String>,
     pub exec: Vec<Vec<u8>>,
     pub namespaces: bool,
+    /// `widen=1`: ask for every CPU (sched_setaffinity) before reporting `cpu_affinity`.
+    pub widen: bool,
     /// `Err` holds why the value was refused; the last `sleep=` wins, likewise below.
     pub sleep_ms: Option<Result<u64, String>>,
     pub alloc_bytes: Option<Result<u64, String>>,
@@ -120,6 +122,7 @@ impl Request {
                 b"socket" => push_unique(&mut request.socket, lossy(&value)),
                 b"resolve" => push_unique(&mut request.resolve, lossy(&value)),
                 b"ns" => request.namespaces = flag(&value),
+                b"widen" => request.widen = flag(&value),
                 b"panic" => request.panic = flag(&value),
                 b"sleep" => {
                     let ms = parse_number("sleep", &value).map(|ms| ms.min(MAX_SLEEP_MS));
@@ -244,7 +247,8 @@ mod tests {
 
     #[test]
     fn request_numbers() {
-        let r = Request::from_pairs(parse_query(b"sleep=250&alloc=64M&fork=5&ns=1"));
+        let r = Request::from_pairs(parse_query(b"sleep=250&alloc=64M&fork=5&ns=1&widen=1"));
+        assert!(r.widen);
         assert_eq!(r.sleep_ms, Some(Ok(250)));
         assert_eq!(r.alloc_bytes, Some(Ok(64 << 20)));
         assert_eq!(r.forks, Some(Ok(5)));

@@ -1,4 +1,5 @@
-//! How much the probe may use: time (`sleep=`), memory (`alloc=`), processes (`fork=`).
+//! How much the probe may use: time (`sleep=`), memory (`alloc=`), processes (`fork=`), CPUs
+//! (`widen=`).
 //!
 //! The prison's limits end these checks in different ways: a memory limit gets the probe
 //! OOM-killed (no answer at all), pids.max makes fork fail with EAGAIN.
@@ -14,6 +15,20 @@ const MIB: u64 = 1 << 20;
 pub fn sleep(ms: u64) -> Outcome {
     std::thread::sleep(Duration::from_millis(ms));
     Ok(Object::new().with("slept_ms", ms))
+}
+
+/// `widen=1`: ask for every CPU. Plain affinity anyone may widen; a cpuset clamps the request
+/// to its own CPUs (the call succeeds with fewer, or fails with EINVAL when none is left).
+pub fn widen_affinity() -> Outcome {
+    // SAFETY: cpu_set_t is a plain bit array; all-zero is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for cpu in 0..libc::CPU_SETSIZE as usize {
+        // SAFETY: `cpu` is below CPU_SETSIZE, so the bit lies inside `set`.
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
+    // SAFETY: the kernel reads size_of::<cpu_set_t>() bytes from `set`.
+    cvt(unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) })?;
+    Ok(Object::new().with("asked", libc::CPU_SETSIZE))
 }
 
 /// Memory taken by `alloc=`, held until the report has been written.

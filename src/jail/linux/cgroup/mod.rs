@@ -1,0 +1,861 @@
+//! The prison's cgroups: PrisonMemory (deny = the memory limit, report = a threshold the
+//! monitor logs), PrisonCPU (a cpuset), PrisonProcesses (pids.max), and the cgroup v2 directory
+//! that PrisonIP's BPF programs attach to.
+//!
+//! Per generation, the parent creates `prison-<name>.<n>` under httpd's own cgroup (in each v1
+//! hierarchy that holds a needed controller; on v2 beside httpd's own cgroup in its delegated
+//! parent) and writes every limit before anyone joins. Each child and the cgid daemon join in
+//! `attach`, before `setns(mnt)`: inside the prison there is no cgroupfs. CGIs inherit. The
+//! parent never joins. `<n>` grows with each graceful restart, so new limits apply to the new
+//! generation while old children finish in the old one; the monitor removes an old generation's
+//! cgroups once they are empty, and the next start removes those a crash left behind.
+
+mod fs;
+pub mod layout;
+pub mod plan;
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::jail::SetupError;
+use layout::{Hierarchy, Layout};
+use plan::{Group, MemoryWatch, Setting, V2Facts, Value, Version};
+
+pub use plan::Limits;
+
+impl Limits {
+    /// The limits of `prison` that cgroups enforce.
+    pub fn of(prison: &crate::config::Prison) -> Self {
+        Self {
+            memory_report: prison.memory.report,
+            memory_deny: prison.memory.deny,
+            cpus: prison.cpus.as_ref().map(ToString::to_string),
+            processes: prison.processes,
+        }
+    }
+}
+
+/// Every cgroup of a prison is named `prison-<name>.<generation>`; `.` never occurs in a
+/// PrisonName, so the generations of one prison never match another's.
+const PREFIX: &str = "prison-";
+
+/// How long teardown waits for the last tasks to leave before it kills them, and after.
+const TEARDOWN_PATIENCE: Duration = Duration::from_secs(2);
+
+/// The prison's cgroups of one generation, as created by the parent.
+#[derive(Debug)]
+pub struct Cgroups {
+    prison: String,
+    proc_root: PathBuf,
+    layout: Option<Layout>,
+    /// `prison-<name>.<n>`, once any cgroup exists.
+    leaf: Option<String>,
+    /// Created, limits written, in creation order; every child joins each.
+    groups: Vec<Group>,
+    memory: Option<MemoryState>,
+    pids: Option<PidsState>,
+}
+
+#[derive(Debug)]
+struct MemoryState {
+    watch: MemoryWatch,
+    /// v1: (eventfd, memory.usage_in_bytes), registered at the report threshold.
+    threshold: Option<(OwnedFd, OwnedFd)>,
+    /// Use was at or above the report threshold at the last look.
+    above: bool,
+    oom_kills: u64,
+    /// v2: memory.peak at the last look.
+    peak: u64,
+}
+
+#[derive(Debug)]
+struct PidsState {
+    dir: PathBuf,
+    max: u64,
+    refused: u64,
+}
+
+impl Cgroups {
+    /// Parent, root: creates this generation's cgroups for `limits` and writes the limits.
+    /// `proc_root` is `/proc` (the tests pass a fabricated one); nothing is read when no limit
+    /// is set.
+    pub fn create(prison: &str, limits: &Limits, proc_root: &Path) -> Result<Self, SetupError> {
+        let mut this = Self {
+            prison: prison.to_owned(),
+            proc_root: proc_root.to_owned(),
+            layout: None,
+            leaf: None,
+            groups: Vec::new(),
+            memory: None,
+            pids: None,
+        };
+        if limits.controllers().is_empty() {
+            // Still looked at, so the monitor and teardown find earlier generations that had
+            // limits; a host without cgroups is no error here.
+            let _ = this.layout();
+            return Ok(this);
+        }
+        match this.create_groups(limits) {
+            Ok(()) => Ok(this),
+            Err(e) => {
+                this.remove_created();
+                Err(e)
+            }
+        }
+    }
+
+    fn create_groups(&mut self, limits: &Limits) -> Result<(), SetupError> {
+        let layout = self.layout()?.clone();
+        let (v1, v2_needed) = plan::split(limits, &layout);
+        let facts = match (&layout.v2, v2_needed.is_empty()) {
+            (Some(v2), false) => Some(v2_facts(v2)?),
+            _ => None,
+        };
+        let mut bases = self.all_bases();
+        bases.extend(v1.iter().map(|(_, h)| h.own.clone()));
+        bases.extend(facts.iter().map(|f| f.base.clone()));
+        bases.sort();
+        bases.dedup();
+        let leaf = self.next_leaf(&bases);
+        let plan = plan::plan(limits, &layout, facts.as_ref(), &leaf).map_err(|e| {
+            SetupError::check(
+                format!(
+                    "creating the cgroups of prison {} (cgroup layout: {})",
+                    self.prison,
+                    layout.kind()
+                ),
+                e.to_string(),
+            )
+        })?;
+        self.leaf = Some(leaf);
+        for group in plan.groups {
+            self.apply(group)?;
+        }
+        if let Some(watch) = plan.memory {
+            let threshold = match (watch.version, watch.report) {
+                (Version::V1(_), Some(report)) => Some(fs::memory_threshold(&watch.dir, report)?),
+                _ => None,
+            };
+            self.memory = Some(MemoryState {
+                watch,
+                threshold,
+                above: false,
+                oom_kills: 0,
+                peak: 0,
+            });
+        }
+        if let Some(max) = limits.processes {
+            let dir = self
+                .groups
+                .iter()
+                .find(|g| g.settings.iter().any(|s| s.file == "pids.max"));
+            self.pids = dir.map(|g| PidsState {
+                dir: g.dir.clone(),
+                max,
+                refused: 0,
+            });
+        }
+        Ok(())
+    }
+
+    fn layout(&mut self) -> Result<&Layout, SetupError> {
+        if self.layout.is_none() {
+            let own = fs::read(&self.proc_root.join("self/cgroup"))?;
+            let mounts = fs::read(&self.proc_root.join("self/mountinfo"))?;
+            self.layout = Some(Layout::parse(&mounts, &own));
+        }
+        Ok(self.layout.get_or_insert_with(Layout::default))
+    }
+
+    /// The next free generation under all `bases`, after removing the empty cgroups of earlier
+    /// generations (an old generation whose children are gone, or a crashed httpd's).
+    fn next_leaf(&self, bases: &[PathBuf]) -> String {
+        let last = bases
+            .iter()
+            .flat_map(|base| generations(base, &self.prison))
+            .filter(|(dir, _)| !fs::remove(dir).unwrap_or(false))
+            .map(|(_, n)| n)
+            .max()
+            .unwrap_or(0);
+        format!("{PREFIX}{}.{}", self.prison, last + 1)
+    }
+
+    /// mkdir one cgroup and write its limits; it is recorded first, so a failure removes it.
+    fn apply(&mut self, group: Group) -> Result<(), SetupError> {
+        let step = format!("creating the cgroups of prison {}", self.prison);
+        for controller in &group.enable {
+            let control = group.base.join("cgroup.subtree_control");
+            fs::write(&control, &format!("+{controller}")).map_err(|e| {
+                hint(
+                    e,
+                    libc::EBUSY,
+                    "cgroup v2 hands no controller to the children of a cgroup that holds \
+                     processes: run httpd in a leaf of its delegated cgroup (systemd: \
+                     DelegateSubgroup=main)",
+                )
+            })?;
+        }
+        std::fs::create_dir(&group.dir).map_err(|e| {
+            let e = SetupError::new(format!("{step}: mkdir {}", group.dir.display()), e);
+            let e = hint(
+                e,
+                libc::EEXIST,
+                "another httpd with the same PrisonName uses it; PrisonName must be unique",
+            );
+            let e = hint(
+                e,
+                libc::EACCES,
+                "httpd's cgroup is not writable: httpd must start as root and its cgroup must be delegated to it",
+            );
+            hint(
+                e,
+                libc::EROFS,
+                "the cgroup filesystem is mounted read-only (a container?)",
+            )
+        })?;
+        let settings = group.settings.clone();
+        let base = group.base.clone();
+        let dir = group.dir.clone();
+        self.groups.push(group);
+        for Setting { file, value } in settings {
+            let value = match value {
+                Value::Text(text) => text,
+                Value::FromBase => fs::read(&base.join(file))?.trim().to_owned(),
+            };
+            fs::write(&dir.join(file), &value).map_err(|e| match file {
+                "cpuset.cpus" => hint(
+                    e,
+                    libc::EINVAL,
+                    &format!("PrisonCPU must lie within {}/cpuset.cpus", base.display()),
+                ),
+                _ => e,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Parent: the prison's cgroup on the v2 hierarchy, created (without controllers) if no
+    /// limit needed one: PrisonIP attaches its cgroup-BPF programs there. On a hybrid host it
+    /// lies under `/sys/fs/cgroup/unified`. Call it in `Prepared::build`, before any child
+    /// starts: every child joins every cgroup that exists then.
+    pub fn v2_dir(&mut self) -> Result<PathBuf, SetupError> {
+        if let Some(group) = self.groups.iter().find(|g| g.version == Version::V2) {
+            return Ok(group.dir.clone());
+        }
+        let step = format!("creating the cgroup v2 directory of prison {}", self.prison);
+        let Some(v2) = self.layout()?.v2.clone() else {
+            return Err(SetupError::check(
+                step,
+                "no cgroup2 hierarchy is mounted (mount it, e.g. at /sys/fs/cgroup/unified)",
+            ));
+        };
+        let leaf = match &self.leaf {
+            Some(leaf) => leaf.clone(),
+            None => self.next_leaf(&self.all_bases()),
+        };
+        self.leaf = Some(leaf.clone());
+        let group = Group {
+            version: Version::V2,
+            base: v2.own.clone(),
+            dir: v2.own.join(leaf),
+            enable: Vec::new(),
+            settings: Vec::new(),
+        };
+        let dir = group.dir.clone();
+        self.apply(group)?;
+        Ok(dir)
+    }
+
+    /// The cgroup directories every child joins (for the tests and the log).
+    pub fn dirs(&self) -> impl Iterator<Item = &Path> {
+        self.groups.iter().map(|g| g.dir.as_path())
+    }
+
+    /// Child, root, before `setns(mnt)` (the host's cgroupfs must still be visible): moves
+    /// the calling process into every cgroup of the prison.
+    pub fn join(&self) -> Result<(), SetupError> {
+        for group in &self.groups {
+            fs::write(&group.dir.join("cgroup.procs"), "0").map_err(|e| SetupError {
+                step: format!("joining the cgroup of prison {}: {}", self.prison, e.step),
+                source: e.source,
+            })?;
+        }
+        if let Some((efd, usage)) = self.memory.as_ref().and_then(|m| m.threshold.as_ref()) {
+            for fd in [efd, usage] {
+                // SAFETY: the child's copies of the parent's watch descriptors; the child never
+                // uses them (and never drops its Prepared), and must not read the parent's events.
+                unsafe { libc::close(fd.as_raw_fd()) };
+            }
+        }
+        Ok(())
+    }
+
+    /// Parent, periodically: what happened since the last look, one line per event for the
+    /// error log. Also removes earlier generations whose last task is gone.
+    pub fn monitor(&mut self) -> Vec<String> {
+        let mut events = Vec::new();
+        if let Some(memory) = &mut self.memory {
+            memory.check(&self.prison, &mut events);
+        }
+        if let Some(pids) = &mut self.pids {
+            let text = std::fs::read_to_string(pids.dir.join("pids.events")).unwrap_or_default();
+            let refused = fs::counter(&text, "max").unwrap_or(pids.refused);
+            if refused > pids.refused {
+                events.push(format!(
+                    "prison {}: {} fork(s) refused at the PrisonProcesses limit {}",
+                    self.prison,
+                    refused - pids.refused,
+                    pids.max
+                ));
+            }
+            pids.refused = refused;
+        }
+        for (dir, _) in self.other_generations() {
+            let _ = fs::remove(&dir);
+        }
+        events
+    }
+
+    /// Every cgroup a generation of this prison may have been created under: httpd's own in
+    /// each hierarchy, and its parent on v2. Earlier generations may have had other limits.
+    fn all_bases(&self) -> Vec<PathBuf> {
+        let mut bases: Vec<PathBuf> = self.groups.iter().map(|g| g.base.clone()).collect();
+        if let Some(layout) = &self.layout {
+            bases.extend(layout.v1.values().map(|h| h.own.clone()));
+            if let Some(v2) = &layout.v2 {
+                bases.push(v2.own.clone());
+                if v2.own != v2.mount {
+                    bases.extend(v2.own.parent().map(Path::to_owned));
+                }
+            }
+        }
+        bases.sort();
+        bases.dedup();
+        bases
+    }
+
+    fn other_generations(&self) -> Vec<(PathBuf, u64)> {
+        let ours: Vec<&Path> = self.dirs().collect();
+        self.all_bases()
+            .iter()
+            .flat_map(|base| generations(base, &self.prison))
+            .filter(|(dir, _)| !ours.contains(&dir.as_path()))
+            .collect()
+    }
+
+    /// Parent, at exit: removes every cgroup of the prison, of every generation. Tasks that
+    /// are still inside after a short wait (a CGI outliving the cgid daemon) are killed first,
+    /// as removing a FreeBSD jail does. Returns what could not be removed, for the log.
+    pub fn teardown(self) -> Vec<String> {
+        let mut dirs: Vec<PathBuf> = self.dirs().map(Path::to_owned).collect();
+        dirs.extend(self.other_generations().into_iter().map(|(dir, _)| dir));
+        let mut problems = Vec::new();
+        for round in 0..2 {
+            let deadline = Instant::now() + TEARDOWN_PATIENCE;
+            loop {
+                dirs.retain(|dir| match fs::remove(dir) {
+                    Ok(gone) => !gone,
+                    Err(e) => {
+                        problems.push(format!("removing cgroup {}: {e}", dir.display()));
+                        false
+                    }
+                });
+                if dirs.is_empty() || Instant::now() > deadline {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if round == 0 {
+                let me = std::process::id() as i32;
+                let tasks = dirs.iter().flat_map(|dir| fs::tasks(dir));
+                for pid in tasks.filter(|&pid| pid > 1 && pid != me) {
+                    // SAFETY: kill has no memory-safety preconditions; the pid was read from
+                    // the prison's own cgroup, which only httpd's prisoners join.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+        }
+        problems.extend(dirs.iter().map(|dir| {
+            format!(
+                "removing cgroup {}: still busy; it is removed at the next start",
+                dir.display()
+            )
+        }));
+        problems
+    }
+
+    /// After a failed build: remove what was created (nobody joined yet).
+    fn remove_created(&mut self) {
+        for group in self.groups.drain(..).rev() {
+            let _ = fs::remove(&group.dir);
+        }
+    }
+}
+
+impl MemoryState {
+    fn check(&mut self, prison: &str, events: &mut Vec<String>) {
+        let dir = &self.watch.dir;
+        let v1 = matches!(self.watch.version, Version::V1(_));
+        let usage_file = if v1 {
+            "memory.usage_in_bytes"
+        } else {
+            "memory.current"
+        };
+        let usage = fs::number(&dir.join(usage_file)).unwrap_or(0);
+        if let Some(report) = self.watch.report {
+            // The highest use since the last look, and whether it also went down and up again.
+            let (peak, recrossed) = match &self.threshold {
+                Some((efd, _)) => {
+                    let crossings = fs::drain_eventfd(efd);
+                    if crossings > 0 {
+                        let max = dir.join("memory.max_usage_in_bytes");
+                        let peak = fs::number(&max).unwrap_or(usage);
+                        let _ = fs::write(&max, "0");
+                        (peak.max(usage), crossings >= 2)
+                    } else {
+                        (usage, false)
+                    }
+                }
+                None => {
+                    // v2 has no threshold event: memory.peak (all-time) shows a spike between
+                    // two looks only while it rises.
+                    let peak = fs::number(&dir.join("memory.peak")).unwrap_or(0);
+                    let rose = peak > self.peak;
+                    self.peak = self.peak.max(peak);
+                    (if rose { peak.max(usage) } else { usage }, false)
+                }
+            };
+            if peak >= report && (!self.above || recrossed) {
+                events.push(format!(
+                    "prison {prison}: memory use reached {peak} bytes, crossing the PrisonMemory \
+                     report threshold {report} bytes (in use now: {usage} bytes)"
+                ));
+            }
+            self.above = usage >= report;
+        }
+        let (file, key) = if v1 {
+            ("memory.oom_control", "oom_kill")
+        } else {
+            ("memory.events", "oom_kill")
+        };
+        let text = std::fs::read_to_string(dir.join(file)).unwrap_or_default();
+        let kills = fs::counter(&text, key).unwrap_or(self.oom_kills);
+        if kills > self.oom_kills {
+            let deny = self
+                .watch
+                .deny
+                .map_or("(none: the host ran out)".to_owned(), |d| {
+                    format!("{d} bytes")
+                });
+            events.push(format!(
+                "prison {prison}: out of memory, the kernel killed {} process(es) in the prison \
+                 at the PrisonMemory deny limit {deny}",
+                kills - self.oom_kills
+            ));
+        }
+        self.oom_kills = kills;
+    }
+}
+
+/// The cgroups of `prison`'s generations under `base`: (dir, generation).
+fn generations(base: &Path, prison: &str) -> Vec<(PathBuf, u64)> {
+    let prefix = format!("{PREFIX}{prison}.");
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let name = entry.file_name();
+            let n = name.to_str()?.strip_prefix(&prefix)?;
+            if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            Some((entry.path(), n.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Where the prison's v2 cgroup goes when it needs controllers, and what that cgroup offers.
+///
+/// cgroup v2 hands controllers only to the children of a cgroup without processes (the
+/// root excepted), and httpd is in its own cgroup. So the prison's cgroup goes beside httpd's,
+/// in the parent, which must be delegated to httpd (systemd: `Delegate=yes` marks the unit's
+/// cgroup with the `trusted.delegate` xattr; `DelegateSubgroup=main` puts httpd in a leaf).
+fn v2_facts(v2: &Hierarchy) -> Result<V2Facts, SetupError> {
+    let step = "choosing where the prison's cgroup v2 goes";
+    let base = if v2.own == v2.mount {
+        v2.own.clone()
+    } else {
+        match v2.own.parent() {
+            Some(parent) if fs::delegated(parent) => parent.to_owned(),
+            _ if fs::delegated(&v2.own) => {
+                return Err(SetupError::check(
+                    step,
+                    format!(
+                        "httpd runs in its delegated cgroup {} itself, and cgroup v2 gives no \
+                         controller to the children of a cgroup that holds processes; run httpd \
+                         in a subgroup (systemd >= 254: DelegateSubgroup=main in httpd's unit)",
+                        v2.own.display()
+                    ),
+                ))
+            }
+            _ => {
+                return Err(SetupError::check(
+                    step,
+                    format!(
+                        "httpd's cgroup {} is not delegated to httpd (no trusted.delegate xattr \
+                         on it or its parent), so systemd owns it and may undo the prison's \
+                         limits; add Delegate=yes and DelegateSubgroup=main to httpd's unit \
+                         (e.g. a drop-in for apache2.service)",
+                        v2.own.display()
+                    ),
+                ))
+            }
+        }
+    };
+    let words = |file: &str| -> Result<_, SetupError> {
+        Ok(fs::read(&base.join(file))?
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect())
+    };
+    Ok(V2Facts {
+        available: words("cgroup.controllers")?,
+        enabled: words("cgroup.subtree_control")?,
+        base,
+    })
+}
+
+/// Adds what to do about `errno` to the error's step.
+fn hint(e: SetupError, errno: i32, what: &str) -> SetupError {
+    if e.source.raw_os_error() == Some(errno) {
+        SetupError {
+            step: format!("{} ({what})", e.step),
+            source: e.source,
+        }
+    } else {
+        e
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+
+    /// A fabricated host in a temporary directory: `proc/self/{mountinfo,cgroup}` naming
+    /// cgroup "mounts" that are plain directories under it. Removed on drop.
+    struct Host(PathBuf);
+
+    impl Host {
+        fn new(test: &str, mounts: &[(&str, &str)], own: &str) -> Host {
+            let root = std::env::temp_dir()
+                .join(format!("mod_prison-cgroup-{test}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&root);
+            std::fs::create_dir_all(root.join("proc/self")).unwrap();
+            let mut mountinfo = String::new();
+            for (i, (dir, fs_and_options)) in mounts.iter().enumerate() {
+                let mount = root.join(dir);
+                std::fs::create_dir_all(&mount).unwrap();
+                mountinfo += &format!(
+                    "{} 1 0:{i} / {} rw - {fs_and_options}\n",
+                    30 + i,
+                    mount.display()
+                );
+            }
+            std::fs::write(root.join("proc/self/mountinfo"), mountinfo).unwrap();
+            std::fs::write(root.join("proc/self/cgroup"), own).unwrap();
+            Host(root)
+        }
+
+        fn path(&self, relative: &str) -> PathBuf {
+            self.0.join(relative)
+        }
+
+        fn write(&self, relative: &str, text: &str) {
+            let path = self.path(relative);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+
+        fn read(&self, relative: &str) -> String {
+            std::fs::read_to_string(self.path(relative))
+                .unwrap_or_else(|e| panic!("{relative}: {e}"))
+        }
+
+        fn proc(&self) -> PathBuf {
+            self.path("proc")
+        }
+    }
+
+    impl Drop for Host {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn hybrid(test: &str) -> Host {
+        let host = Host::new(
+            test,
+            &[
+                ("cg/memory", "cgroup cgroup rw,memory"),
+                ("cg/cpuset", "cgroup cgroup rw,cpuset"),
+                ("cg/pids", "cgroup cgroup rw,pids"),
+                ("cg/unified", "cgroup2 cgroup2 rw"),
+            ],
+            "8:pids:/\n4:memory:/api/x\n3:cpuset:/\n0::/\n",
+        );
+        host.write("cg/cpuset/cpuset.mems", "0\n");
+        std::fs::create_dir_all(host.path("cg/memory/api/x")).unwrap();
+        host
+    }
+
+    fn set_xattr(dir: &Path, name: &std::ffi::CStr) -> bool {
+        let path = CString::new(dir.as_os_str().as_bytes()).unwrap();
+        // SAFETY: NUL-terminated strings and a 1-byte value that outlive the call.
+        unsafe { libc::setxattr(path.as_ptr(), name.as_ptr(), c"1".as_ptr().cast(), 1, 0) == 0 }
+    }
+
+    #[test]
+    fn hybrid_v1_limits_written_before_join_and_everything_removed_at_teardown() {
+        let host = hybrid("v1");
+        // A crashed run's empty cgroup is collected; its number is free again.
+        std::fs::create_dir_all(host.path("cg/pids/prison-www.4")).unwrap();
+        let limits = Limits {
+            memory_report: None,
+            memory_deny: Some(64 << 20),
+            cpus: Some("1".into()),
+            processes: Some(50),
+        };
+        let cgroups = Cgroups::create("www", &limits, &host.proc()).unwrap();
+        assert!(!host.path("cg/pids/prison-www.4").exists());
+        let dirs: Vec<&Path> = cgroups.dirs().collect();
+        assert_eq!(
+            dirs,
+            [
+                host.path("cg/memory/api/x/prison-www.1"),
+                host.path("cg/cpuset/prison-www.1"),
+                host.path("cg/pids/prison-www.1"),
+            ]
+        );
+        assert_eq!(
+            host.read("cg/memory/api/x/prison-www.1/memory.limit_in_bytes"),
+            "67108864"
+        );
+        assert_eq!(host.read("cg/cpuset/prison-www.1/cpuset.mems"), "0");
+        assert_eq!(host.read("cg/cpuset/prison-www.1/cpuset.cpus"), "1");
+        assert_eq!(host.read("cg/pids/prison-www.1/pids.max"), "50");
+        // Nothing on v2: PrisonIP asks for it.
+        assert!(!host.path("cg/unified/prison-www.1").exists());
+
+        cgroups.join().unwrap();
+        for dir in cgroups.dirs() {
+            assert_eq!(
+                std::fs::read_to_string(dir.join("cgroup.procs")).unwrap(),
+                "0"
+            );
+        }
+        let problems = cgroups.teardown();
+        assert_eq!(problems, Vec::<String>::new());
+        for dir in dirs_of(&host) {
+            assert!(!dir.exists(), "{}", dir.display());
+        }
+    }
+
+    fn dirs_of(host: &Host) -> Vec<PathBuf> {
+        [
+            "cg/memory/api/x/prison-www.1",
+            "cg/cpuset/prison-www.1",
+            "cg/pids/prison-www.1",
+            "cg/unified/prison-www.1",
+        ]
+        .map(|d| host.path(d))
+        .into()
+    }
+
+    #[test]
+    fn a_busy_earlier_generation_stays_and_the_next_number_is_used() {
+        let host = hybrid("generations");
+        let limits = Limits {
+            processes: Some(9),
+            ..Limits::default()
+        };
+        let old = Cgroups::create("www", &limits, &host.proc()).unwrap();
+        // An old child is still inside at the graceful restart.
+        host.write("cg/pids/prison-www.1/cgroup.procs", "4242\n");
+        drop(old); // release: nothing removed
+        let mut new = Cgroups::create("www", &limits, &host.proc()).unwrap();
+        assert_eq!(
+            new.dirs().collect::<Vec<_>>(),
+            [host.path("cg/pids/prison-www.2")]
+        );
+        assert!(new.monitor().is_empty());
+        assert!(host.path("cg/pids/prison-www.1").exists());
+        // Its last task gone, the monitor removes it.
+        host.write("cg/pids/prison-www.1/cgroup.procs", "");
+        new.monitor();
+        assert!(!host.path("cg/pids/prison-www.1").exists());
+        assert!(host.path("cg/pids/prison-www.2").exists());
+        // Another prison's generations are none of ours.
+        std::fs::create_dir_all(host.path("cg/pids/prison-www2.1")).unwrap();
+        assert_eq!(new.teardown(), Vec::<String>::new());
+        assert!(host.path("cg/pids/prison-www2.1").exists());
+    }
+
+    #[test]
+    fn v2_dir_for_prison_ip_on_a_hybrid_host() {
+        let host = hybrid("v2dir");
+        let mut cgroups = Cgroups::create("www", &Limits::default(), &host.proc()).unwrap();
+        assert_eq!(cgroups.dirs().count(), 0);
+        let dir = cgroups.v2_dir().unwrap();
+        assert_eq!(dir, host.path("cg/unified/prison-www.1"));
+        assert_eq!(cgroups.v2_dir().unwrap(), dir, "created once");
+        cgroups.join().unwrap();
+        assert_eq!(host.read("cg/unified/prison-www.1/cgroup.procs"), "0");
+        assert!(cgroups.teardown().is_empty());
+        assert!(!dir.exists());
+    }
+
+    fn pure_v2(test: &str) -> Host {
+        let host = Host::new(
+            test,
+            &[("cg", "cgroup2 cgroup2 rw,nsdelegate")],
+            "0::/system.slice/apache2.service/main\n",
+        );
+        host.write(
+            "cg/system.slice/apache2.service/cgroup.controllers",
+            "cpuset cpu io memory pids\n",
+        );
+        host.write("cg/system.slice/apache2.service/cgroup.subtree_control", "");
+        host.write("cg/system.slice/apache2.service/main/cgroup.procs", "1\n");
+        host
+    }
+
+    fn all_limits() -> Limits {
+        Limits {
+            memory_report: Some(100),
+            memory_deny: Some(1000),
+            cpus: Some("0".into()),
+            processes: Some(64),
+        }
+    }
+
+    #[test]
+    fn v2_goes_beside_httpd_in_its_delegated_parent_and_monitors_by_polling() {
+        let host = pure_v2("v2");
+        let unit = host.path("cg/system.slice/apache2.service");
+        assert!(
+            set_xattr(&unit, c"trusted.delegate") || set_xattr(&unit, c"user.delegate"),
+            "this filesystem takes no xattrs: the delegation check cannot be tested"
+        );
+        let mut cgroups = Cgroups::create("www", &all_limits(), &host.proc()).unwrap();
+        let leaf = "cg/system.slice/apache2.service/prison-www.1";
+        assert_eq!(cgroups.dirs().collect::<Vec<_>>(), [host.path(leaf)]);
+        // One write per controller; the fabricated file keeps the last.
+        assert_eq!(
+            host.read("cg/system.slice/apache2.service/cgroup.subtree_control"),
+            "+pids"
+        );
+        assert_eq!(host.read(&format!("{leaf}/memory.max")), "1000");
+        assert_eq!(host.read(&format!("{leaf}/cpuset.cpus")), "0");
+        assert_eq!(host.read(&format!("{leaf}/pids.max")), "64");
+        assert_eq!(cgroups.v2_dir().unwrap(), host.path(leaf));
+
+        // Below the report threshold: nothing.
+        host.write(&format!("{leaf}/memory.current"), "50\n");
+        assert_eq!(cgroups.monitor(), Vec::<String>::new());
+        // Crossing: logged once, not again while it stays above.
+        host.write(&format!("{leaf}/memory.current"), "150\n");
+        let events = cgroups.monitor();
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert!(
+            events[0].contains("prison www: memory use reached 150 bytes"),
+            "{events:?}"
+        );
+        assert!(
+            events[0].contains("report threshold 100 bytes"),
+            "{events:?}"
+        );
+        assert_eq!(cgroups.monitor(), Vec::<String>::new());
+        // Down and up again: a new crossing.
+        host.write(&format!("{leaf}/memory.current"), "20\n");
+        assert_eq!(cgroups.monitor(), Vec::<String>::new());
+        host.write(&format!("{leaf}/memory.current"), "120\n");
+        assert_eq!(cgroups.monitor().len(), 1);
+        // A spike between two looks shows in memory.peak.
+        host.write(&format!("{leaf}/memory.current"), "20\n");
+        cgroups.monitor();
+        host.write(&format!("{leaf}/memory.peak"), "900\n");
+        let events = cgroups.monitor();
+        assert!(events[0].contains("reached 900 bytes"), "{events:?}");
+
+        // OOM kills and refused forks, each counted once.
+        host.write(
+            &format!("{leaf}/memory.events"),
+            "low 0\nhigh 0\nmax 7\noom 2\noom_kill 2\n",
+        );
+        host.write(&format!("{leaf}/pids.events"), "max 3\n");
+        let events = cgroups.monitor();
+        assert_eq!(events.len(), 2, "{events:?}");
+        assert!(events[0].contains("killed 2 process(es)"), "{events:?}");
+        assert!(events[0].contains("deny limit 1000 bytes"), "{events:?}");
+        assert!(events[1].contains("3 fork(s) refused at the PrisonProcesses limit 64"));
+        assert_eq!(cgroups.monitor(), Vec::<String>::new());
+        assert!(cgroups.teardown().is_empty());
+        assert!(!host.path(leaf).exists());
+    }
+
+    #[test]
+    fn v2_without_delegation_is_refused_with_the_fix() {
+        let host = pure_v2("v2-undelegated");
+        let err = Cgroups::create("www", &all_limits(), &host.proc()).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("is not delegated to httpd"), "{text}");
+        assert!(
+            text.contains("Delegate=yes and DelegateSubgroup=main"),
+            "{text}"
+        );
+        // Delegated, but httpd sits in the delegated cgroup itself: the subgroup is missing.
+        let host = Host::new(
+            "v2-no-subgroup",
+            &[("cg", "cgroup2 cgroup2 rw")],
+            "0::/system.slice/apache2.service\n",
+        );
+        let unit = host.path("cg/system.slice/apache2.service");
+        std::fs::create_dir_all(&unit).unwrap();
+        assert!(set_xattr(&unit, c"trusted.delegate") || set_xattr(&unit, c"user.delegate"));
+        let text = Cgroups::create("www", &all_limits(), &host.proc())
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("DelegateSubgroup=main"), "{text}");
+        // Limits that need no controller never look at delegation.
+        assert!(Cgroups::create("www", &Limits::default(), &host.proc()).is_ok());
+    }
+
+    #[test]
+    fn a_controller_the_host_lacks_is_named_and_nothing_is_left_behind() {
+        // This VM's layout without the pids hierarchy: v2 offers only hugetlb.
+        let host = Host::new(
+            "missing",
+            &[
+                ("cg/memory", "cgroup cgroup rw,memory"),
+                ("cg/unified", "cgroup2 cgroup2 rw"),
+            ],
+            "4:memory:/\n0::/\n",
+        );
+        host.write("cg/unified/cgroup.controllers", "hugetlb\n");
+        host.write("cg/unified/cgroup.subtree_control", "");
+        let text = Cgroups::create("www", &all_limits(), &host.proc())
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("hybrid"), "{text}");
+        assert!(
+            text.contains("PrisonCPU needs the cgroup cpuset controller"),
+            "{text}"
+        );
+        assert!(!host.path("cg/memory/prison-www.1").exists());
+    }
+}

@@ -1,0 +1,450 @@
+//! Resource limits on a real httpd (issue 5), on this host's cgroups: PrisonCPU (a cpuset),
+//! PrisonMemory (report and deny), PrisonProcesses (pids.max). Each check has its negative
+//! control without the directive. Every cgroup a test creates is removed afterwards, also
+//! when it fails ([`CgroupGuard`]).
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use common::{Httpd, Mpm, Setup, Value};
+
+/// Where the cgroup filesystems are mounted on the test hosts.
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// httpd's monitor hook runs about every ten seconds; give it three chances.
+const MONITOR_PATIENCE: Duration = Duration::from_secs(35);
+
+/// Every cgroup directory on the host named for `prison` (`prison-<name>.<n>`), at any depth.
+fn prison_cgroups(prison: &str) -> BTreeSet<PathBuf> {
+    let prefix = format!("prison-{prison}.");
+    let mut found = BTreeSet::new();
+    let mut todo = vec![PathBuf::from(CGROUP_ROOT)];
+    while let Some(dir) = todo.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            // Cgroups are directories; control files are not, and no symlinks are followed.
+            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let path = entry.path();
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                found.insert(path.clone());
+            }
+            todo.push(path);
+        }
+    }
+    found
+}
+
+/// Removes the prison's cgroups when dropped (after the httpd: declare it first), killing any
+/// task still inside: a failed test leaves nothing behind.
+struct CgroupGuard(String);
+
+impl Drop for CgroupGuard {
+    fn drop(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let left = prison_cgroups(&self.0);
+            if left.is_empty() || Instant::now() > deadline {
+                return;
+            }
+            // Deepest first.
+            for dir in left.iter().rev() {
+                let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+                for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                    // SAFETY: kill has no memory-safety preconditions; only tasks of the test's
+                    // own prison cgroup are killed.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+                let _ = fs::remove_dir(dir);
+            }
+            sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// A started httpd with `lines`, and the guard for its cgroups.
+fn start(mpm: Mpm, lines: &[&str]) -> (CgroupGuard, Httpd) {
+    let mut setup = Setup::new(mpm);
+    for line in lines {
+        setup = setup.line(*line);
+    }
+    let mut httpd = Httpd::new(setup);
+    let guard = CgroupGuard(httpd.name.clone());
+    httpd.start();
+    (guard, httpd)
+}
+
+/// The cgroup path of `pid` in the v1 hierarchy of `controller` (from /proc/PID/cgroup).
+fn cgroup_of(pid: i32, controller: &str) -> String {
+    fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| {
+            let mut fields = line.splitn(3, ':');
+            let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+            controllers
+                .split(',')
+                .any(|c| c == controller)
+                .then(|| path.to_owned())
+        })
+        .unwrap_or_default()
+}
+
+/// The prison's cgroup directory in the hierarchy of `controller` (exactly one).
+fn prison_dir(httpd: &Httpd, controller: &str) -> PathBuf {
+    let mount = Path::new(CGROUP_ROOT).join(controller);
+    let dirs: Vec<PathBuf> = prison_cgroups(&httpd.name)
+        .into_iter()
+        .filter(|d| d.starts_with(&mount))
+        .collect();
+    assert_eq!(
+        dirs.len(),
+        1,
+        "prison cgroups under {}: {dirs:?}",
+        mount.display()
+    );
+    dirs[0].clone()
+}
+
+fn control(dir: &Path, file: &str) -> String {
+    fs::read_to_string(dir.join(file))
+        .unwrap_or_else(|e| panic!("reading {}/{file}: {e}", dir.display()))
+        .trim()
+        .to_owned()
+}
+
+fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
+    v.pointer(pointer).and_then(Value::as_str).unwrap_or("")
+}
+
+/// Waits until the error log holds `needle` at least `count` times.
+fn await_log(httpd: &Httpd, needle: &str, count: usize) {
+    let started = Instant::now();
+    while httpd.error_log().matches(needle).count() < count {
+        assert!(
+            started.elapsed() < MONITOR_PATIENCE,
+            "the error log does not show {needle:?} {count} time(s):\n{}",
+            httpd.error_log()
+        );
+        sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn every_child_and_cgi_is_in_the_prisons_cgroups_and_they_vanish_at_stop() {
+    for mpm in Mpm::ALL {
+        in_the_prisons_cgroups_until_stop(mpm);
+    }
+}
+
+fn in_the_prisons_cgroups_until_stop(mpm: Mpm) {
+    let before = BTreeSet::new();
+    let (_guard, mut httpd) = start(
+        mpm,
+        &["PrisonCPU 1", "PrisonMemory 512M 1G", "PrisonProcesses 500"],
+    );
+    let leaf = format!("prison-{}.1", httpd.name);
+    let master = httpd.master();
+    let children = httpd.children();
+    assert!(
+        children.len() >= 2,
+        "children and the cgid daemon: {children:?}"
+    );
+    for controller in ["memory", "cpuset", "pids"] {
+        let dir = prison_dir(&httpd, controller);
+        assert!(dir.ends_with(&leaf), "{}", dir.display());
+        // The parent never joins: it would be OOM-killed or starved with its prisoners.
+        assert!(
+            !cgroup_of(master, controller).ends_with(&leaf),
+            "the master is in the prison's {controller} cgroup"
+        );
+        for &pid in &children {
+            let path = cgroup_of(pid, controller);
+            assert!(
+                path.ends_with(&format!("/{leaf}")),
+                "{mpm:?}: child {pid} ({}) is in {controller} cgroup {path:?}, not the prison's",
+                common::cmdline(pid)
+            );
+        }
+    }
+    for &pid in &children {
+        assert_eq!(
+            common::status_field(pid, "Cpus_allowed_list").as_deref(),
+            Some("1"),
+            "child {pid}"
+        );
+    }
+    assert_eq!(control(&prison_dir(&httpd, "cpuset"), "cpuset.cpus"), "1");
+    assert_eq!(
+        control(&prison_dir(&httpd, "memory"), "memory.limit_in_bytes"),
+        (1u64 << 30).to_string()
+    );
+    assert_eq!(control(&prison_dir(&httpd, "pids"), "pids.max"), "500");
+
+    // A CGI that asks for every CPU stays on PrisonCPU: the cpuset clamps it.
+    let probe = httpd.probe("widen=1");
+    assert_eq!(
+        probe.pointer("/widen/ok"),
+        Some(&Value::Bool(true)),
+        "{probe}"
+    );
+    assert_eq!(str_at(&probe, "/cpu_affinity/list"), "1", "{probe}");
+    let pid = probe["pid"].as_i64().unwrap_or_default();
+    assert!(pid > 0, "{probe}");
+
+    httpd.stop_cleanly();
+    assert_eq!(
+        prison_cgroups(&httpd.name),
+        before,
+        "the prison's cgroups outlived httpd:\n{}",
+        httpd.error_log()
+    );
+}
+
+#[test]
+fn without_limits_no_cgroup_is_made_and_a_cgi_may_take_every_cpu() {
+    let (_guard, mut httpd) = start(Mpm::Event, &[]);
+    assert_eq!(prison_cgroups(&httpd.name), BTreeSet::new());
+    let probe = httpd.probe("widen=1");
+    assert_eq!(
+        probe.pointer("/widen/ok"),
+        Some(&Value::Bool(true)),
+        "{probe}"
+    );
+    let online = fs::read_to_string("/sys/devices/system/cpu/online").expect("online CPUs");
+    assert_eq!(
+        str_at(&probe, "/cpu_affinity/list"),
+        online.trim(),
+        "{probe}"
+    );
+    httpd.stop_cleanly();
+}
+
+#[test]
+fn memory_report_is_logged_once_per_crossing_and_deny_kills_only_the_hog() {
+    const REPORT: &str = "crossing the PrisonMemory report threshold";
+    const OOM: &str = "out of memory, the kernel killed";
+    let (_guard, mut httpd) = start(Mpm::Event, &["PrisonMemory 40M 96M"]);
+    let memory = prison_dir(&httpd, "memory");
+    let idle: u64 = control(&memory, "memory.usage_in_bytes").parse().unwrap();
+    assert!(idle < 40 << 20, "the prison already uses {idle} bytes idle");
+
+    // Above report, below deny: served, and logged once.
+    let probe = httpd.probe("alloc=56M");
+    assert_eq!(
+        probe.pointer("/alloc/ok"),
+        Some(&Value::Bool(true)),
+        "{probe}"
+    );
+    await_log(&httpd, REPORT, 1);
+    assert!(httpd
+        .error_log()
+        .contains(&format!("prison {}: memory use reached", httpd.name)));
+    // Use is back below; nothing new happens, so nothing new is logged at the next looks.
+    sleep(Duration::from_secs(12));
+    assert_eq!(
+        httpd.error_log().matches(REPORT).count(),
+        1,
+        "{}",
+        httpd.error_log()
+    );
+    assert!(!httpd.error_log().contains(OOM), "{}", httpd.error_log());
+
+    // Past deny: the hog is killed (no answer), the server lives on.
+    let hog = httpd.get("/cgi-bin/probe?alloc=300M");
+    assert!(
+        hog.status != 200 || !hog.body.contains("\"allocated\":314572800"),
+        "a CGI allocated 300M in a prison denied 96M: {} {}",
+        hog.status,
+        hog.body
+    );
+    await_log(&httpd, OOM, 1);
+    await_log(&httpd, REPORT, 2);
+    assert_eq!(httpd.get("/").status, 200);
+    let probe = httpd.probe("alloc=8M");
+    assert_eq!(
+        probe.pointer("/alloc/ok"),
+        Some(&Value::Bool(true)),
+        "{probe}"
+    );
+    let oom = control(&memory, "memory.oom_control");
+    assert!(!oom.contains("oom_kill 0"), "{oom}");
+    httpd.stop_cleanly();
+}
+
+#[test]
+fn without_prison_memory_a_cgi_may_allocate_past_the_limit_others_get() {
+    let (_guard, mut httpd) = start(Mpm::Event, &[]);
+    let probe = httpd.probe("alloc=300M");
+    assert_eq!(
+        probe.pointer("/alloc/ok"),
+        Some(&Value::Bool(true)),
+        "{probe}"
+    );
+    assert!(!httpd.error_log().contains("out of memory"));
+    httpd.stop_cleanly();
+}
+
+#[test]
+fn a_fork_bomb_stops_at_prison_processes_and_the_server_keeps_serving() {
+    let (_guard, mut httpd) = start(Mpm::Event, &["PrisonProcesses 40"]);
+    let pids = prison_dir(&httpd, "pids");
+    let probe = httpd.probe("fork=200");
+    let forked = probe
+        .pointer("/fork/forked")
+        .and_then(Value::as_u64)
+        .unwrap_or(999);
+    assert!(
+        forked < 40,
+        "forked {forked} in a prison of 40 tasks: {probe}"
+    );
+    assert_eq!(
+        probe.pointer("/fork/errno"),
+        Some(&Value::from(libc::EAGAIN)),
+        "{probe}"
+    );
+    assert_eq!(httpd.get("/").status, 200);
+    let probe = httpd.probe("fork=2");
+    assert_eq!(
+        probe.pointer("/fork/ok"),
+        Some(&Value::Bool(true)),
+        "{probe}"
+    );
+    assert!(control(&pids, "pids.events") != "max 0");
+    await_log(&httpd, "refused at the PrisonProcesses limit 40", 1);
+    httpd.stop_cleanly();
+}
+
+#[test]
+fn without_prison_processes_the_same_fork_bomb_runs_to_the_end() {
+    let (_guard, mut httpd) = start(Mpm::Event, &[]);
+    let probe = httpd.probe("fork=200");
+    assert_eq!(
+        probe.pointer("/fork/forked"),
+        Some(&Value::from(200)),
+        "{probe}"
+    );
+    httpd.stop_cleanly();
+}
+
+#[test]
+fn a_graceful_restart_applies_changed_limits_to_the_new_generation_only() {
+    let (_guard, mut httpd) = start(Mpm::Event, &["PrisonCPU 1", "PrisonProcesses 300"]);
+    let first = prison_dir(&httpd, "pids");
+    assert!(first.ends_with(format!("prison-{}.1", httpd.name)));
+    // An old-generation CGI still running across the restart keeps its limits.
+    let port = httpd.port;
+    let old_cgi = std::thread::spawn(move || common::http_get(port, "/cgi-bin/probe?sleep=4000"));
+    sleep(Duration::from_millis(500));
+
+    let conf = fs::read_to_string(&httpd.conf).expect("reading httpd.conf");
+    let conf = conf
+        .replace("PrisonCPU 1", "PrisonCPU 0")
+        .replace("PrisonProcesses 300", "PrisonProcesses 200");
+    fs::write(&httpd.conf, conf).expect("writing httpd.conf");
+    httpd.graceful();
+
+    let second = Path::new(CGROUP_ROOT)
+        .join("pids")
+        .join(format!("prison-{}.2", httpd.name));
+    assert_eq!(control(&second, "pids.max"), "200");
+    let cpuset = Path::new(CGROUP_ROOT)
+        .join("cpuset")
+        .join(format!("prison-{}.2", httpd.name));
+    assert_eq!(control(&cpuset, "cpuset.cpus"), "0");
+    for pid in httpd.children() {
+        assert!(
+            cgroup_of(pid, "pids").ends_with(&format!("prison-{}.2", httpd.name)),
+            "new child {pid} not in the new generation's cgroup"
+        );
+        assert_eq!(
+            common::status_field(pid, "Cpus_allowed_list").as_deref(),
+            Some("0")
+        );
+    }
+    let probe = httpd.probe("widen=1");
+    assert_eq!(str_at(&probe, "/cpu_affinity/list"), "0", "{probe}");
+
+    // The old CGI finished in the old generation, on the old CPU.
+    let old = old_cgi
+        .join()
+        .expect("old CGI thread")
+        .expect("old CGI request");
+    assert_eq!(old.status, 200, "{}", old.body);
+    let old: Value = serde_json::from_str(&old.body).expect("JSON");
+    assert_eq!(str_at(&old, "/cpu_affinity/list"), "1", "{old}");
+
+    // Once its last task is gone, the monitor removes the old generation's cgroups.
+    let started = Instant::now();
+    while first.exists() {
+        assert!(
+            started.elapsed() < MONITOR_PATIENCE,
+            "{} outlived its generation: tasks {:?}",
+            first.display(),
+            fs::read_to_string(first.join("cgroup.procs"))
+        );
+        sleep(Duration::from_millis(200));
+    }
+    httpd.stop_cleanly();
+    assert_eq!(prison_cgroups(&httpd.name), BTreeSet::new());
+}
+
+#[test]
+fn stale_cgroups_of_a_crashed_run_are_removed_at_start() {
+    let mut httpd = Httpd::new(Setup::new(Mpm::Event).line("PrisonProcesses 100"));
+    let _guard = CgroupGuard(httpd.name.clone());
+    let stale = Path::new(CGROUP_ROOT)
+        .join("pids")
+        .join(format!("prison-{}.7", httpd.name));
+    fs::create_dir(&stale).expect("creating a stale cgroup");
+    httpd.start();
+    assert!(!stale.exists(), "the stale cgroup survived the start");
+    let dir = prison_dir(&httpd, "pids");
+    assert!(
+        dir.ends_with(format!("prison-{}.1", httpd.name)),
+        "{}",
+        dir.display()
+    );
+    httpd.stop_cleanly();
+    assert_eq!(prison_cgroups(&httpd.name), BTreeSet::new());
+}
+
+/// A child that cannot join the prison's cgroups never serves, and the cgroups made for it
+/// are gone once httpd has stopped.
+#[test]
+fn a_child_that_cannot_join_the_cgroups_never_serves() {
+    let mut httpd = Httpd::new(
+        Setup::new(Mpm::Event)
+            .line("PrisonProcesses 100")
+            .fault("join-cgroup"),
+    );
+    let _guard = CgroupGuard(httpd.name.clone());
+    let err = httpd
+        .try_start()
+        .expect_err("a child served although it could not join the prison's cgroups");
+    assert!(
+        err.contains("attaching to prison") && err.contains("join-cgroup: fault injected"),
+        "{err}"
+    );
+    assert!(
+        common::http_get(httpd.port, "/").is_err(),
+        "something answered"
+    );
+    let started = Instant::now();
+    while !prison_cgroups(&httpd.name).is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the prison's cgroups outlived httpd: {:?}",
+            prison_cgroups(&httpd.name)
+        );
+        sleep(Duration::from_millis(100));
+    }
+}
