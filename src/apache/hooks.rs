@@ -124,12 +124,13 @@ pub unsafe extern "C" fn post_config(
             .and_then(|identity| Prepared::build(&prison, &identity))
         {
             Ok(prepared) => {
-                record.prepared = Some(prepared);
                 log_at!(
                     s,
                     Notice,
-                    "mod_prison: {prison}: ready, children run as {user} ({uid}:{gid})"
+                    "mod_prison: {prison}: ready, children run as {user} ({uid}:{gid}); {}",
+                    prepared.security_summary()
                 );
+                record.prepared = Some(prepared);
                 OK
             }
             Err(e) => {

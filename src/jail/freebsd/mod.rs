@@ -36,6 +36,11 @@ impl Prepared {
         self.identity.verify_current()
     }
 
+    /// What PrisonSecurity enforces in the children, for the error log.
+    pub fn security_summary(&self) -> String {
+        String::new()
+    }
+
     /// Parent: this generation's configuration is being torn down for a restart.
     pub fn release(self) {}
 
