@@ -99,6 +99,9 @@ pub struct Request {
     pub forks: Option<Result<u32, String>>,
     /// `panic=1`: panic on purpose, to test that the answer is still JSON.
     pub panic: bool,
+    /// `attack=1`: run the attack battery (with `fdpass=` and `kill=`).
+    pub attack: bool,
+    pub attack_targets: crate::attack::Targets,
     pub unknown: Vec<String>,
 }
 
@@ -115,6 +118,10 @@ impl Request {
                 b"resolve" => push_unique(&mut request.resolve, lossy(&value)),
                 b"ns" => request.namespaces = flag(&value),
                 b"panic" => request.panic = flag(&value),
+                b"attack" => request.attack = flag(&value),
+                b"fdpass" => request.attack_targets.fdpass = Some(value),
+                b"tmp" => request.attack_targets.tmp = Some(value),
+                b"kill" => request.attack_targets.kill = lossy(&value).parse().ok(),
                 b"sleep" => {
                     let ms = parse_number("sleep", &value).map(|ms| ms.min(MAX_SLEEP_MS));
                     request.sleep_ms = Some(ms);

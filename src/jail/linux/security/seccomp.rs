@@ -433,12 +433,14 @@ mod tests {
         }
     }
 
-    /// The kernel's answer for a stack of filters: the most restrictive action wins (lowest
-    /// action value, KILL_PROCESS counting as lowest of all).
+    /// The kernel's answer for a stack of filters (`seccomp_run_filters`): the most
+    /// restrictive action wins (lowest action value, KILL_PROCESS counting as lowest of all);
+    /// on a tie, the most recently installed filter's answer.
     fn verdict(programs: &[BpfProgram], call: &Call) -> u32 {
         let rank = |ret: u32| (ret & libc::SECCOMP_RET_ACTION_FULL) as i32;
         programs
             .iter()
+            .rev()
             .map(|p| run(p, call))
             .min_by_key(|&ret| rank(ret))
             .expect("at least one filter")
@@ -594,7 +596,7 @@ mod tests {
             (libc::AF_INET, raw | cloexec, 255, errno(libc::EPERM)),
             (libc::AF_INET6, raw, 58, errno(libc::EPERM)),
             (libc::AF_INET, SOCK_PACKET, 0, errno(libc::EPERM)),
-            (libc::AF_PACKET, raw, 0x0300, errno(libc::EPERM)),
+            (libc::AF_PACKET, raw, 0x0300, errno(libc::EAFNOSUPPORT)),
             (libc::AF_PACKET, dgram, 0x0300, errno(libc::EAFNOSUPPORT)),
             (libc::AF_BLUETOOTH, stream, 0, errno(libc::EAFNOSUPPORT)),
             (libc::AF_VSOCK, stream, 0, errno(libc::EAFNOSUPPORT)),
