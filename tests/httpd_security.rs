@@ -434,3 +434,28 @@ fn under_none_children_keep_their_capability_bounding_set_and_no_filter() {
         assert_ne!(status["CapBnd"], NO_CAPS, "child {pid}: {status:?}");
     }
 }
+
+#[test]
+fn suexec_is_refused_at_config_time_unless_security_is_none() {
+    let load = format!(
+        "LoadModule suexec_module {}/mod_suexec.so",
+        common::libexec()
+    );
+    for (level, refused) in [("ALL", true), ("IPC", true), ("None", false)] {
+        let httpd = Httpd::new(
+            Setup::new(Mpm::Prefork)
+                .line(load.clone())
+                .line(format!("PrisonSecurity {level}")),
+        );
+        let (ok, text) = httpd.config_test();
+        assert_eq!(ok, !refused, "{level}: {text}");
+        if refused {
+            assert!(
+                text.contains(&format!(
+                    "PrisonSecurity {level} cannot work with mod_suexec"
+                )),
+                "{level}: {text}"
+            );
+        }
+    }
+}
