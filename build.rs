@@ -48,7 +48,7 @@ fn main() {
         .allowlist_function("ap_hook_(post_config|check_config|drop_privileges|child_init|monitor)")
         .allowlist_function("ap_log_error_|ap_check_cmd_context|ap_state_query|ap_mpm_query")
         .allowlist_function(
-            "ap_retained_data_(create|get)|ap_get_server_description|ap_runtime_dir_relative",
+            "ap_retained_data_(create|get)|ap_get_server_description|ap_runtime_dir_relative|ap_find_linked_module",
         )
         .allowlist_type("ap_directive_t")
         .allowlist_var("ap_conftree")

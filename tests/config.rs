@@ -1174,6 +1174,34 @@ fn finish_refuses_chroot_dir() {
 }
 
 #[test]
+fn finish_refuses_privileged_children_unless_security_is_none() {
+    let suexec = HostConfig {
+        privileged_children: vec!["mod_suexec (loaded)".into()],
+        ..host("plop.rmdir.fr")
+    };
+    for level in ["ALL", "IPC"] {
+        let mut d = Directives::default();
+        d.prison_dir("/usr").unwrap();
+        d.prison_security(level).unwrap();
+        let err = d.finish(&suexec).expect_err("suEXEC with PrisonSecurity");
+        assert!(
+            matches!(err, ConfigError::PrivilegedChildren { .. }),
+            "{err}"
+        );
+        assert!(
+            err.to_string().starts_with(&format!(
+                "PrisonSecurity {level} cannot work with mod_suexec (loaded): "
+            )),
+            "{err}"
+        );
+    }
+    let mut d = Directives::default();
+    d.prison_dir("/usr").unwrap();
+    d.prison_security("None").unwrap();
+    assert!(d.finish(&suexec).unwrap().is_some());
+}
+
+#[test]
 fn finish_refuses_sysv_mutexes() {
     let mut d = Directives::default();
     d.prison_dir("/usr").unwrap();

@@ -303,6 +303,7 @@ fn a_child_that_cannot_be_jailed_never_serves() {
         for (step, logged) in [
             ("attach", "attaching to prison"),
             ("switch-user", "attaching to prison"),
+            ("restrict", "attaching to prison"),
             ("verify", "not properly jailed"),
         ] {
             let mut httpd = Httpd::new(Setup::new(mpm).fault(step));

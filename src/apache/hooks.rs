@@ -69,7 +69,34 @@ unsafe fn host_config(pconf: *mut sys::apr_pool_t, s: *mut sys::server_rec) -> H
         // SAFETY: ap_conftree is the parsed configuration tree, alive while pconf is.
         mutexes: unsafe { directive_args(sys::ap_conftree, "Mutex") },
         runtime_dir,
+        // SAFETY: as above.
+        privileged_children: unsafe { privileged_children(sys::ap_conftree) },
     }
+}
+
+/// suEXEC (a setuid-root helper, powerless under no_new_privs) and modules that keep children
+/// root to switch users per request (mpm-itk, mod_ruid2), as loaded or configured. (LoadModule
+/// runs while the configuration is read and is not kept in the tree, so ask httpd.)
+///
+/// # Safety
+/// `tree` is null or the live configuration tree.
+unsafe fn privileged_children(tree: *const sys::ap_directive_t) -> Vec<String> {
+    const MODULES: [(&std::ffi::CStr, &str); 3] = [
+        (c"mod_suexec.c", "mod_suexec"),
+        (c"mpm_itk.c", "mpm-itk"),
+        (c"mod_ruid2.c", "mod_ruid2"),
+    ];
+    let mut found: Vec<String> = MODULES
+        .iter()
+        // SAFETY: a NUL-terminated name; httpd only searches its list of loaded modules.
+        .filter(|(name, _)| !unsafe { sys::ap_find_linked_module(name.as_ptr()) }.is_null())
+        .map(|(_, what)| format!("{what} (loaded)"))
+        .collect();
+    // SAFETY: per the contract.
+    for args in unsafe { directive_args(tree, "SuexecUserGroup") } {
+        found.push(format!("suEXEC (SuexecUserGroup {args})"));
+    }
+    found
 }
 
 /// The arguments of every directive named `name` anywhere in the tree.
@@ -125,13 +152,14 @@ pub unsafe extern "C" fn post_config(
             .and_then(|identity| Prepared::build(&prison, &identity))
         {
             Ok(prepared) => {
-                record.prepared = Some(prepared);
                 log_at!(
                     s,
                     Notice,
-                    "mod_prison: {prison}: ready, children run as {user} ({uid}:{gid}); built in {} us",
+                    "mod_prison: {prison}: ready, children run as {user} ({uid}:{gid}); {}; built in {} us",
+                    prepared.security_summary(),
                     started.elapsed().as_micros()
                 );
+                record.prepared = Some(prepared);
                 OK
             }
             Err(e) => {

@@ -62,6 +62,8 @@ pub enum ConfigError {
     SysvMutex(String),
     #[error("PrisonDir cannot be combined with ChrootDir {0:?}: the prison already is the child's root; remove ChrootDir")]
     ChrootDir(String),
+    #[error("PrisonSecurity {security} cannot work with {feature}: it needs setuid-root or root children, and the prison's children have no_new_privs and no capabilities; remove it or use PrisonSecurity None")]
+    PrivilegedChildren { security: Security, feature: String },
 }
 
 /// The directives as written, collected while httpd reads its configuration.
@@ -163,11 +165,20 @@ impl Directives {
                 }
             })?,
         };
+        let security = self.security.unwrap_or(Security::DEFAULT);
+        if let Some(feature) = host.privileged_children.first() {
+            if security != Security::None {
+                return Err(ConfigError::PrivilegedChildren {
+                    security,
+                    feature: feature.clone(),
+                });
+            }
+        }
         Ok(Some(Prison {
             name,
             dir,
             ip: self.ip.unwrap_or_default(),
-            security: self.security.unwrap_or(Security::DEFAULT),
+            security,
             cpus: self.cpus.clone(),
             memory: self.memory.unwrap_or_default(),
             binds: self.binds.clone(),
@@ -202,6 +213,9 @@ pub struct HostConfig {
     pub mutexes: Vec<String>,
     /// httpd's DefaultRuntimeDir (where mod_cgid's socket lives by default), if it exists.
     pub runtime_dir: Option<PathBuf>,
+    /// Features that need setuid-root helpers or root children (suEXEC, mpm-itk, mod_ruid2),
+    /// as the admin would recognise them ("mod_suexec (loaded)").
+    pub privileged_children: Vec<String>,
 }
 
 /// The validated prison: every field resolved, defaults applied.

@@ -230,6 +230,11 @@ mod backend {
             problems
         }
 
+        /// What PrisonSecurity enforces in the children, for the error log.
+        pub fn security_summary(&self) -> String {
+            "the jail's allow.* parameters per PrisonSecurity".to_owned()
+        }
+
         /// Parent, periodically: the jail's resource events for the error log. The reaper
         /// writes the memory report crossings itself (it polls the jail's memoryuse, see
         /// reaper.rs), so none come here.

@@ -12,6 +12,7 @@ mod claim;
 mod fds;
 mod holder;
 pub mod plan;
+pub mod security;
 mod sockaddr;
 mod sys;
 
@@ -26,6 +27,7 @@ use super::{check_ret, Identity, SetupError};
 use cgroup::{Cgroups, Limits};
 use holder::NamespaceFds;
 use plan::{MountPlan, RealHost};
+use security::Restrictions;
 
 /// What the children of one generation need to join the prison.
 #[derive(Debug)]
@@ -40,6 +42,8 @@ pub struct Prepared {
     cgroups: Cgroups,
     /// (st_dev, st_ino) of PrisonDir: what the child's `/` must be.
     root_id: (u64, u64),
+    /// PrisonSecurity, compiled.
+    security: Restrictions,
 }
 
 impl Prepared {
@@ -59,6 +63,7 @@ impl Prepared {
             SetupError::check(format!("building prison {name}: planning its mounts"), e)
         })?;
         super::fault::inject("build")?;
+        let security = Restrictions::build(prison.security, &prison.dir)?;
         let claim = claim::NameClaim::claim(&name)?;
         // Limits (and PrisonIP's programs) are in place before the holder starts: no child
         // can exist outside them, and a prison whose address cannot be enforced is never built.
@@ -83,6 +88,7 @@ impl Prepared {
             namespaces,
             cgroups,
             root_id: (meta.dev(), meta.ino()),
+            security,
         })
     }
 
@@ -124,7 +130,17 @@ impl Prepared {
         })?;
         // Jailed but still root: the worst place to stop, so the tests stop here too.
         super::fault::inject("switch-user")?;
-        self.identity.switch()
+        // Capability steps that need root (CAP_SETPCAP) come before the switch; the rest after
+        // it, still before any thread exists.
+        self.security.before_user_switch()?;
+        self.identity.switch()?;
+        super::fault::inject("restrict")?;
+        self.security.after_user_switch()
+    }
+
+    /// What PrisonSecurity enforces in the children on this kernel, for the error log.
+    pub fn security_summary(&self) -> String {
+        self.security.summary()
     }
 
     /// Child, after every other drop_privileges hook: asserts the child is in the prison and
@@ -132,6 +148,7 @@ impl Prepared {
     pub fn verify(&self) -> Result<(), SetupError> {
         super::fault::inject("verify")?;
         self.identity.verify_current()?;
+        self.security.verify()?;
         let root =
             std::fs::metadata("/").map_err(|e| SetupError::new("checking the child's root", e))?;
         if (root.dev(), root.ino()) != self.root_id {

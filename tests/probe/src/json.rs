@@ -41,6 +41,12 @@ impl Object {
         }
     }
 
+    /// How many members the object has.
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
     /// Appends all of `other`'s members (replacing equal keys).
     pub fn extend(&mut self, other: Object) {
         for (key, value) in other.0 {

@@ -6,6 +6,7 @@
 //! It must work in a PrisonDir that holds nothing but itself: no shared libraries, no /proc,
 //! no /etc. Every check reports its own failure, and a panic still ends in a JSON answer.
 
+mod attack;
 mod exec;
 mod files;
 mod json;
@@ -100,6 +101,9 @@ fn run(cgi: bool) -> String {
         if let Some(value) = value {
             answer.insert(key, value);
         }
+    }
+    if request.attack {
+        answer.insert("attack", attack::run(&request.attack_targets));
     }
     if request.namespaces {
         answer.insert("ns", report(files::namespaces()));

@@ -105,6 +105,9 @@ pub struct Request {
     pub syscalls: Option<Result<u64, String>>,
     /// `panic=1`: panic on purpose, to test that the answer is still JSON.
     pub panic: bool,
+    /// `attack=1`: run the attack battery (with `fdpass=` and `kill=`).
+    pub attack: bool,
+    pub attack_targets: crate::attack::Targets,
     pub unknown: Vec<String>,
 }
 
@@ -124,6 +127,10 @@ impl Request {
                 b"ns" => request.namespaces = flag(&value),
                 b"widen" => request.widen = flag(&value),
                 b"panic" => request.panic = flag(&value),
+                b"attack" => request.attack = flag(&value),
+                b"fdpass" => request.attack_targets.fdpass = Some(value),
+                b"tmp" => request.attack_targets.tmp = Some(value),
+                b"kill" => request.attack_targets.kill = lossy(&value).parse().ok(),
                 b"sleep" => {
                     let ms = parse_number("sleep", &value).map(|ms| ms.min(MAX_SLEEP_MS));
                     request.sleep_ms = Some(ms);
