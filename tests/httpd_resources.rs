@@ -337,9 +337,17 @@ fn without_prison_processes_the_same_fork_bomb_runs_to_the_end() {
 
 #[test]
 fn a_graceful_restart_applies_changed_limits_to_the_new_generation_only() {
-    let (_guard, mut httpd) = start(Mpm::Event, &["PrisonCPU 1", "PrisonProcesses 300"]);
+    let (_guard, mut httpd) = start(
+        Mpm::Event,
+        &[
+            "PrisonCPU 1",
+            "PrisonProcesses 300",
+            "PrisonMemory 64M 512M",
+        ],
+    );
     let first = prison_dir(&httpd, "pids");
     assert!(first.ends_with(format!("prison-{}.1", httpd.name)));
+    let old_memory = prison_dir(&httpd, "memory");
     // An old-generation CGI still running across the restart keeps its limits.
     let port = httpd.port;
     let old_cgi = std::thread::spawn(move || common::http_get(port, "/cgi-bin/probe?sleep=4000"));
@@ -348,7 +356,8 @@ fn a_graceful_restart_applies_changed_limits_to_the_new_generation_only() {
     let conf = fs::read_to_string(&httpd.conf).expect("reading httpd.conf");
     let conf = conf
         .replace("PrisonCPU 1", "PrisonCPU 0")
-        .replace("PrisonProcesses 300", "PrisonProcesses 200");
+        .replace("PrisonProcesses 300", "PrisonProcesses 200")
+        .replace("PrisonMemory 64M 512M", "PrisonMemory 32M 256M");
     fs::write(&httpd.conf, conf).expect("writing httpd.conf");
     httpd.graceful();
 
@@ -360,6 +369,19 @@ fn a_graceful_restart_applies_changed_limits_to_the_new_generation_only() {
         .join("cpuset")
         .join(format!("prison-{}.2", httpd.name));
     assert_eq!(control(&cpuset, "cpuset.cpus"), "0");
+    let memory = old_memory
+        .parent()
+        .expect("a parent cgroup")
+        .join(format!("prison-{}.2", httpd.name));
+    assert_eq!(
+        control(&memory, "memory.limit_in_bytes"),
+        (256u64 << 20).to_string()
+    );
+    assert_eq!(
+        control(&old_memory, "memory.limit_in_bytes"),
+        (512u64 << 20).to_string(),
+        "the old generation keeps its limit while its CGI runs"
+    );
     for pid in httpd.children() {
         assert!(
             cgroup_of(pid, "pids").ends_with(&format!("prison-{}.2", httpd.name)),

@@ -459,3 +459,41 @@ fn suexec_is_refused_at_config_time_unless_security_is_none() {
         }
     }
 }
+
+/// PrisonSecurity changed between graceful restarts applies to the new generation: None then
+/// ALL then None again, checked in every child's /proc status.
+#[test]
+fn a_changed_prison_security_applies_to_the_next_generation() {
+    for mpm in [Mpm::Prefork, Mpm::Event] {
+        let mut httpd = Httpd::new(Setup::new(mpm).line("PrisonSecurity None"));
+        httpd.start();
+        let mut previous = "PrisonSecurity None";
+        for (level, seccomp, no_new_privs) in [("ALL", "2", "1"), ("None", "0", "0")] {
+            let line = if level == "ALL" {
+                "PrisonSecurity ALL"
+            } else {
+                "PrisonSecurity None"
+            };
+            httpd.replace_config_line(previous, line);
+            previous = line;
+            httpd.graceful();
+            // A child forked a moment ago has not reached its drop_privileges hook yet.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+            loop {
+                let wrong: Vec<_> = status_of_children(&httpd)
+                    .into_iter()
+                    .filter(|(_, st)| st["Seccomp"] != seccomp || st["NoNewPrivs"] != no_new_privs)
+                    .collect();
+                if wrong.is_empty() {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{mpm:?} after graceful to {level}: children {wrong:?}"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+        httpd.stop_cleanly();
+    }
+}

@@ -379,6 +379,26 @@ impl Httpd {
         fs::write(&self.conf, conf).expect("writing httpd.conf");
     }
 
+    /// Replaces a line of the configuration (e.g. to change a directive before a graceful
+    /// restart); panics if the line is not there.
+    pub fn replace_config_line(&self, from: &str, to: &str) {
+        let conf = fs::read_to_string(&self.conf).expect("reading httpd.conf");
+        let mut found = false;
+        let lines: Vec<&str> = conf
+            .lines()
+            .map(|line| {
+                if line == from {
+                    found = true;
+                    to
+                } else {
+                    line
+                }
+            })
+            .collect();
+        assert!(found, "no line {from:?} in {}", self.conf.display());
+        fs::write(&self.conf, lines.join("\n") + "\n").expect("writing httpd.conf");
+    }
+
     fn apache2(&self, args: &[&str]) -> Output {
         let mut command = Command::new("apache2");
         if let Some(faults) = &self.setup.faults {
