@@ -52,6 +52,8 @@ lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) clippy --target $(FREEBSD) -- -D warnings
+	cd tests/probe && $(CARGO) fmt --check && $(CARGO) clippy --release --target x86_64-unknown-linux-gnu -- -D warnings
+	cd fuzz && $(CARGO) fmt --check
 
 check-freebsd:
 	$(CARGO) check --target $(FREEBSD)

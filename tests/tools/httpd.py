@@ -19,6 +19,8 @@ PRISON_LINES = [
     f"PrisonCPU 0-{CPUS - 1}" if CPUS > 1 else "PrisonCPU 0",
     "PrisonMemory 4G 8G",
     "PrisonProcesses 16384",
+    # The prison's own address on the loopback: cgroup-BPF on every socket, Listen unaffected.
+    "PrisonIP 127.0.0.1",
 ]
 if os.environ.get("BENCH_PRISON"):  # e.g. BENCH_PRISON="PrisonSecurity None" to isolate a cost
     PRISON_LINES = os.environ["BENCH_PRISON"].split(";")
