@@ -53,7 +53,7 @@ fn main() {
         .allowlist_type("ap_directive_t")
         .allowlist_var("ap_conftree")
         .allowlist_function(
-            "apr_pstrdup|apr_palloc|apr_pool_cleanup_register|apr_pool_cleanup_null",
+            "apr_pstrdup|apr_palloc|apr_pool_cleanup_register|apr_pool_cleanup_null|apr_pool_userdata_(set|get)",
         )
         .allowlist_var("ap_unixd_config|ap_server_conf|ap_server_root")
         .allowlist_var("MODULE_MAGIC_(NUMBER_MAJOR|NUMBER_MINOR|COOKIE)")

@@ -3,13 +3,14 @@
 
 use std::ffi::{c_char, c_int, CStr};
 use std::path::PathBuf;
+use std::ptr::NonNull;
 
 use crate::config::HostConfig;
 use crate::jail::{Identity, Prepared};
 
 use super::guard::ffi_guard;
 use super::log::log_at;
-use super::{server_config, sys};
+use super::{carry, server_config, sys};
 
 /// Fail-closed code for a hook that could not do its job (any value other than OK/DECLINED).
 const FAIL: c_int = 500;
@@ -135,7 +136,19 @@ pub unsafe extern "C" fn post_config(
             return DECLINED;
         };
         let mut record = record.borrow_mut();
+        // SAFETY: `s` is the live main server.
+        record.process_pool = unsafe { carry::process_pool(s) };
+        // What the previous generation left for this one (None at first start), taken even
+        // when this configuration has no prison, so that it is never left behind.
+        let previous = match record.process_pool {
+            // SAFETY: httpd's process pool, in the parent's single thread (post_config).
+            Some(pool) => unsafe { carry::take(pool) },
+            None => None,
+        };
         let Some(prison) = record.prison.clone() else {
+            if let Some(previous) = previous {
+                Prepared::retire(&previous);
+            }
             log_at!(s, Info, "mod_prison: no PrisonDir, children are not jailed");
             return OK;
         };
@@ -149,7 +162,7 @@ pub unsafe extern "C" fn post_config(
         };
         let started = std::time::Instant::now();
         match Identity::resolve(&user, uid, gid)
-            .and_then(|identity| Prepared::build(&prison, &identity))
+            .and_then(|identity| Prepared::build(&prison, &identity, previous.as_deref()))
         {
             Ok(prepared) => {
                 log_at!(
@@ -290,14 +303,32 @@ pub unsafe extern "C" fn monitor(_pool: *mut sys::apr_pool_t, s: *mut sys::serve
 }
 
 /// The config pool of a generation is being cleared: at exit, tear the prison down; at a
-/// restart, release the parent's handles (old children keep their prison until they exit).
-pub fn end_of_generation(prepared: Prepared) {
+/// restart, release the parent's handles (old children keep their prison until they exit) and
+/// leave the backend's carry in the process pool for the next generation's post_config, since
+/// httpd unloads this module right after (nothing is stored at exit).
+pub fn end_of_generation(prepared: Prepared, process_pool: Option<NonNull<sys::apr_pool_t>>) {
     if main_state() == sys::AP_SQ_MS_EXITING as c_int {
         for problem in prepared.teardown() {
             log_at!(std::ptr::null(), Warning, "mod_prison: at exit: {problem}");
         }
-    } else {
-        prepared.release();
+        return;
+    }
+    let Some(text) = prepared.release() else {
+        return;
+    };
+    let stored = match process_pool {
+        // SAFETY: the process pool recorded by post_config, which outlives every generation;
+        // pconf cleanups run in the parent's single thread.
+        Some(pool) => unsafe { carry::store(pool, &text) },
+        None => Err("no process pool was recorded".to_owned()),
+    };
+    if let Err(e) = stored {
+        log_at!(
+            std::ptr::null(),
+            Warning,
+            "mod_prison: the prison cannot be handed to the next generation ({e}); it stays \
+             until httpd exits"
+        );
     }
 }
 

@@ -1,6 +1,7 @@
 //! The only code that touches httpd and APR: the exported `prison_module`, its directive
 //! table and its hooks. Nothing outside this directory calls into httpd.
 
+mod carry;
 mod directives;
 mod guard;
 mod hooks;

@@ -2,6 +2,7 @@
 
 use std::cell::RefCell;
 use std::ffi::c_void;
+use std::ptr::NonNull;
 
 use crate::config::{Directives, Prison};
 use crate::jail::Prepared;
@@ -18,6 +19,9 @@ pub struct ServerConfig {
     pub prison: Option<Prison>,
     /// Built by post_config in the parent (pass 2 and every restart); inherited by children.
     pub prepared: Option<Prepared>,
+    /// httpd's process pool (`s->process->pool`), recorded by post_config: where the cleanup
+    /// at the end of this generation leaves the carry for the next one.
+    pub process_pool: Option<NonNull<sys::apr_pool_t>>,
 }
 
 /// Allocates a record whose lifetime is the pool's: a cleanup on `pool` frees it.
@@ -41,9 +45,9 @@ pub fn create(pool: *mut sys::apr_pool_t) -> *mut c_void {
 unsafe extern "C" fn drop_record(record: *mut c_void) -> sys::apr_status_t {
     super::guard::ffi_guard(0, || {
         // SAFETY: `record` came from Box::into_raw in `create`, and this cleanup runs once.
-        let record = unsafe { Box::from_raw(record.cast::<RefCell<ServerConfig>>()) };
-        if let Some(prepared) = record.into_inner().prepared {
-            super::hooks::end_of_generation(prepared);
+        let record = unsafe { Box::from_raw(record.cast::<RefCell<ServerConfig>>()) }.into_inner();
+        if let Some(prepared) = record.prepared {
+            super::hooks::end_of_generation(prepared, record.process_pool);
         }
         0
     })

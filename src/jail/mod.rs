@@ -2,8 +2,9 @@
 //!
 //! httpd's privilege phases fix the shape (see README "How a child is jailed"):
 //! - **parent, root** (`post_config`, pass 2 and every restart): `Prepared::build` creates the
-//!   prison once per generation from the validated [`Prison`](crate::config::Prison) and the
-//!   [`Identity`] the children will run as. Everything a child needs is computed here.
+//!   prison once per generation (or reuses the previous generation's, see the carry below) from
+//!   the validated [`Prison`](crate::config::Prison) and the [`Identity`] the children will run
+//!   as. Everything a child needs is computed here.
 //! - **child, root, single-threaded** (`drop_privileges`, REALLY_FIRST): `Prepared::attach`
 //!   moves the calling process into the prison and switches to the httpd User/Group.
 //! - **child, after every other drop_privileges hook** (REALLY_LAST): `Prepared::verify`
@@ -11,6 +12,16 @@
 //! - **parent**: `Prepared::release` when a generation's configuration is torn down (restart),
 //!   `Prepared::teardown` when httpd exits; `Prepared::monitor` periodically in between (the
 //!   prison's resource events for the error log).
+//!
+//! **Carry across a restart.** httpd unloads and reloads the module at every restart (mod_so's
+//! `unload_module` is a cleanup on pconf), so no Rust value, static or heap, may cross from one
+//! generation to the next: its code and memory may be gone. `Prepared::release` returns
+//! instead a small plain-text *carry*, what the next generation may reuse (FreeBSD: the live
+//! jail's jid, name, create-only parameters, the master pid, and the number of its reaper's
+//! pipe, left open; Linux: `None`, each generation builds its own namespaces and cgroups). The
+//! httpd glue keeps it in the process pool (which outlives every reload) and hands it to the
+//! next `Prepared::build(prison, identity, carry)`, `None` at first start; a carry nobody
+//! builds with (the prison was removed from the configuration) goes to `Prepared::retire`.
 
 pub mod fault;
 pub mod identity;

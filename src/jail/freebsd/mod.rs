@@ -17,8 +17,9 @@
 //! - `chdir(PrisonDir)` in the parent: the parent never changes directory;
 //! - `sizeof(mask)` of a pointer, `8-10` stored as {8,10,10}, `> MAXCPU`: `plan::cpuset_mask`
 //!   and its tests;
-//! - the jail reused by name alone, and "back to None undoes nothing": `OWNED` and
-//!   `plan::reuse` (tested);
+//! - the jail reused by name alone, and "back to None undoes nothing": a jail is reused only
+//!   from the carry this very process handed itself across the restart (`plan::Carry`, jid,
+//!   name, path and master pid checked) and only by `plan::reuse` (tested);
 //! - EEXIST at restart: a live jail is reused or a new generation name is chosen, never
 //!   created twice under one name;
 //! - rctl rules never removed: removed for a new jail's name and when a jail goes (reaper,
@@ -42,31 +43,22 @@ pub use backend::Prepared;
 #[cfg(target_os = "freebsd")]
 mod backend {
     use std::io;
-    use std::os::fd::RawFd;
+    use std::os::fd::{FromRawFd, OwnedFd, RawFd};
     use std::os::unix::fs::MetadataExt;
-    use std::sync::{Mutex, PoisonError};
 
     use libc::c_int;
 
     use super::plan::{
-        cpuset_mask, rctl_all_filter, reuse, Built, JailName, JailPlan, Replace, Reuse,
+        cpuset_mask, rctl_all_filter, reuse, Built, Carry, JailName, JailPlan, Replace, Reuse,
     };
     use super::reaper::{self, Reaper};
     use super::sys;
     use crate::config::Prison;
     use crate::jail::{Identity, SetupError};
 
-    /// The jail this httpd made, kept from one generation to the next so that a graceful
-    /// restart can reuse it. A jail is ours only if it is recorded here by this very process
-    /// and the kernel still shows it under the recorded jid, name and path: a jail found by
-    /// name alone is never adopted (the original's reuse by name let any jail called like the
-    /// prison be taken over).
-    ///
-    /// If httpd reloads the module and this static starts empty, the live jail is not
-    /// recognised: a new one is made under the next free generation name, and the old one
-    /// keeps its reaper, which clears it when httpd exits.
-    static OWNED: Mutex<Option<Owned>> = Mutex::new(None);
-
+    /// The jail of the generation being built, with the parent's end of its reaper's pipe:
+    /// dropping it (an error part-way, or a predecessor being retired) closes the pipe, and
+    /// the reaper clears `persist`.
     #[derive(Debug)]
     struct Owned {
         master: u32,
@@ -76,27 +68,48 @@ mod backend {
         reaper: Reaper,
     }
 
-    /// What the children of one generation need to join the prison.
+    /// What the children of one generation need to join the prison, and what the parent needs
+    /// to hand the jail to the next generation (`release`) or tear it down (`teardown`).
     #[derive(Debug)]
     pub struct Prepared {
         jid: c_int,
         name: JailName,
         hostname: String,
         identity: Identity,
-        /// The parent's end of the reaper's pipe: each child closes its copy.
+        /// The parent's end of the reaper's pipe: each child closes its copy. Owned by the
+        /// parent (`master`) and given up explicitly: `release` leaves it open for the next
+        /// generation, `teardown` closes it. A plain number, so dropping a `Prepared` in a
+        /// child (which closed its copy in `attach`) never closes anything.
         reaper_fd: RawFd,
+        /// The httpd parent that built the jail.
+        master: u32,
+        /// The jail's create-only parameters and cpuset, for the next generation's reuse.
+        built: Built,
         /// (st_dev, st_ino) of PrisonDir: what the child's `/` must be.
         root_id: (u64, u64),
     }
 
     impl Prepared {
         /// Parent, root (post_config, pass 2 and every restart): creates the jail, or reuses
-        /// the live one at a graceful restart, then sets its cpuset and rctl rules. Any failure
-        /// stops httpd with the kernel's own message; nothing is left half-done (a new jail's
-        /// reaper clears it).
-        pub fn build(prison: &Prison, identity: &Identity) -> Result<Self, SetupError> {
+        /// the live one at a graceful restart, then sets its cpuset and rctl rules. `carry` is
+        /// what the previous generation's `release` returned (`None` at first start): the live
+        /// jail is reused when it is verifiably ours (made by this very process, and the kernel
+        /// still has it under the carried jid, name and path) and its create-only parameters are
+        /// unchanged; otherwise a new jail is made and the old one retired (its reaper's pipe
+        /// closed: `persist` cleared, it dies with its last old child).
+        ///
+        /// Any failure stops httpd with the kernel's own message; nothing is left half-done (a
+        /// new jail's reaper clears it, and a carried jail is retired).
+        pub fn build(
+            prison: &Prison,
+            identity: &Identity,
+            carry: Option<&str>,
+        ) -> Result<Self, SetupError> {
             let base = &prison.name;
             let step = |what: &str| format!("building prison {base}: {what}");
+            // Taken first, so that whatever fails below, a carried pipe is closed (its jail
+            // retired) rather than left open until httpd exits.
+            let previous = carry.and_then(adopt);
             // SAFETY: geteuid has no preconditions.
             if unsafe { libc::geteuid() } != 0 {
                 // The original logged this and returned errno (usually 0: OK), so children
@@ -112,39 +125,35 @@ mod backend {
                 SetupError::new(step(&format!("reading PrisonDir {}", plan.path)), e)
             })?;
 
-            let mut owned = OWNED.lock().unwrap_or_else(PoisonError::into_inner);
-            let previous = owned.take().filter(|o| o.master == std::process::id());
             let (new, retiring) = match previous {
-                Some(mut old) if reusable(&old, &plan) => match update(&mut old, &plan) {
-                    Ok(()) => (old, None),
-                    Err(e) => {
-                        // Still ours and still watched by its reaper.
-                        *owned = Some(old);
-                        return Err(e);
-                    }
-                },
-                old => match create(&plan, old.as_ref().map(|o| &o.name)) {
-                    Ok(new) => (new, old),
-                    Err(e) => {
-                        *owned = old;
-                        return Err(e);
-                    }
-                },
+                Some(mut old) if reusable(&old, &plan) => {
+                    // On error `old` is dropped: httpd stops, and its reaper clears it.
+                    update(&mut old, &plan)?;
+                    (old, None)
+                }
+                old => (create(&plan, old.as_ref().map(|o| &o.name))?, old),
             };
             // Closing the old reaper's pipe retires the old jail: persist cleared, it dies
             // with the last old child, then its rules go. Never jail_remove: that would
             // SIGKILL old children in the middle of a request (API §5).
             drop(retiring);
-            let prepared = Self {
+            Ok(Self {
                 jid: new.jid,
-                name: new.name.clone(),
+                name: new.name,
                 hostname: plan.hostname.clone(),
                 identity: identity.clone(),
-                reaper_fd: new.reaper.raw_fd(),
+                reaper_fd: new.reaper.into_raw_fd(),
+                master: new.master,
+                built: new.built,
                 root_id: (meta.dev(), meta.ino()),
-            };
-            *owned = Some(new);
-            Ok(prepared)
+            })
+        }
+
+        /// A carry the new generation does not use (PrisonDir was removed from the
+        /// configuration): retires the previous generation's jail, as a change that needs a new
+        /// jail would.
+        pub fn retire(carry: &str) {
+            drop(adopt(carry));
         }
 
         /// Child, root, single-threaded (drop_privileges, before mod_unixd): joins the jail
@@ -192,9 +201,24 @@ mod backend {
             Ok(())
         }
 
-        /// Parent: a restart clears this generation's configuration. The jail and its reaper
-        /// stay recorded in `OWNED` for the next `build`, which reuses or retires them.
-        pub fn release(self) {}
+        /// Parent: a restart clears this generation's configuration, and httpd unloads this
+        /// module's code with it. Returns the carry for the next generation's `build` (plain
+        /// text: the jid, name and create-only parameters of the live jail, this process's
+        /// pid, and the number of the reaper's pipe, which stays open). `None` outside the
+        /// parent that built the jail.
+        pub fn release(self) -> Option<String> {
+            if self.master != std::process::id() {
+                return None;
+            }
+            let carry = Carry {
+                jid: self.jid,
+                fd: self.reaper_fd,
+                master: self.master,
+                name: self.name,
+                built: self.built,
+            };
+            Some(carry.render())
+        }
 
         /// Parent: httpd exits. Clears `persist` now (the jail dies with the last child, at
         /// once if none is left) and removes the rules if it is already gone; closing the
@@ -202,31 +226,30 @@ mod backend {
         /// the error log.
         pub fn teardown(self) -> Vec<String> {
             let mut problems = Vec::new();
-            let mut owned = OWNED.lock().unwrap_or_else(PoisonError::into_inner);
-            let Some(own) = owned.take() else {
-                return problems;
-            };
-            if own.master != std::process::id() || own.jid != self.jid {
-                *owned = Some(own);
+            if self.master != std::process::id() {
                 return problems;
             }
+            // SAFETY: in the parent that built the jail, `reaper_fd` is the open write end of
+            // the reaper's pipe, owned by this `Prepared` alone (it is only given up by
+            // `release`, which consumes it).
+            let reaper = unsafe { OwnedFd::from_raw_fd(self.reaper_fd) };
             let mut report = |what: &str, e: io::Error| {
-                problems.push(format!("tearing down jail {}: {what}: {e}", own.name));
+                problems.push(format!("tearing down jail {}: {what}: {e}", self.name));
             };
-            match sys::clear_persist(own.jid) {
+            match sys::clear_persist(self.jid) {
                 Err(e) if e.raw_os_error() != Some(libc::ENOENT) => report("clearing persist", e),
                 _ => {}
             }
-            let gone = !matches!(sys::lookup(own.jid), Ok((ref n, _)) if n == own.name.as_str());
-            if gone && matches!(sys::jid_by_name(own.name.as_str()), Ok(None)) {
-                match sys::rctl_remove(&rctl_all_filter(&own.name)) {
+            let gone = !matches!(sys::lookup(self.jid), Ok((ref n, _)) if n == self.name.as_str());
+            if gone && matches!(sys::jid_by_name(self.name.as_str()), Ok(None)) {
+                match sys::rctl_remove(&rctl_all_filter(&self.name)) {
                     Err(e) if e.raw_os_error() != Some(libc::ENOSYS) => {
                         report("removing its rctl rules", e)
                     }
                     _ => {}
                 }
             }
-            drop(own);
+            drop(reaper);
             problems
         }
 
@@ -243,13 +266,68 @@ mod backend {
         }
     }
 
+    /// Reads the previous generation's carry and takes back its reaper's pipe, if it is
+    /// verifiably this process's. Anything doubtful is logged and the pipe left alone: the old
+    /// jail then keeps its reaper until httpd exits, a leak, never a wrong adoption.
+    fn adopt(text: &str) -> Option<Owned> {
+        let carry = match Carry::parse(text) {
+            Ok(carry) => carry,
+            Err(e) => {
+                eprintln!("mod_prison: ignoring the previous generation's record {text:?}: {e}");
+                return None;
+            }
+        };
+        let me = std::process::id();
+        if carry.master != me {
+            eprintln!(
+                "mod_prison: jail {} (jid {}) was made by pid {}, not this httpd (pid {me}); \
+                 it is not adopted",
+                carry.name, carry.jid, carry.master
+            );
+            return None;
+        }
+        // SAFETY: this very process (master == our pid) wrote the carry in `release`, which
+        // gave the descriptor up with `into_raw_fd`; only this call takes it back, once.
+        match unsafe { Reaper::adopt(carry.fd) } {
+            Ok(reaper) => Some(Owned {
+                master: carry.master,
+                jid: carry.jid,
+                name: carry.name,
+                built: carry.built,
+                reaper,
+            }),
+            Err(e) => {
+                eprintln!(
+                    "mod_prison: the reaper pipe of jail {} (descriptor {}) is not usable, the \
+                     jail is not adopted: {e}",
+                    carry.name, carry.fd
+                );
+                None
+            }
+        }
+    }
+
     /// The configuration allows reuse and the kernel still has our jail as we left it.
     fn reusable(old: &Owned, plan: &JailPlan) -> bool {
-        if reuse(&old.built, plan) != Reuse::Yes {
+        if let Reuse::No(why) = reuse(&old.built, plan) {
+            eprintln!(
+                "mod_prison: jail {} is not reused ({why}): a new jail is made, the old one \
+                 dies with its last old child",
+                old.name
+            );
             return false;
         }
-        matches!(sys::lookup(old.jid), Ok((name, path))
-            if name == old.name.as_str() && path == old.built.path)
+        match sys::lookup(old.jid) {
+            Ok((name, path)) if name == old.name.as_str() && path == old.built.path => true,
+            found => {
+                eprintln!(
+                    "mod_prison: jail {} (jid {}) is no longer as this httpd left it ({found:?}); \
+                     a new jail is made",
+                    old.name, old.jid
+                );
+                false
+            }
+        }
     }
 
     fn update(old: &mut Owned, plan: &JailPlan) -> Result<(), SetupError> {

@@ -430,6 +430,192 @@ pub fn reuse(previous: &Built, plan: &JailPlan) -> Reuse {
     }
 }
 
+/// The create-only parameters of a jail (`path`, the `ip4`/`ip6` addresses, and the
+/// PrisonSecurity level compared whole) as a stable text: what the live jail must match for
+/// the next generation to reuse it. Written field by field, never `{:?}` of a struct, so a
+/// change of layout cannot silently change it; `v1` is bumped if a field's meaning changes.
+/// The path comes last and takes the rest of the text, so two plans never render alike.
+pub fn fingerprint(built: &Built) -> String {
+    let v4 = built.ip.v4.map_or("-".to_owned(), |a| a.to_string());
+    let v6 = built.ip.v6.map_or("-".to_owned(), |a| a.to_string());
+    let security = match built.security {
+        Security::None => "none",
+        Security::All => "all",
+        Security::Ipc => "ipc",
+    };
+    format!(
+        "v1 ip4={v4} ip6={v6} security={security} path={}",
+        built.path
+    )
+}
+
+/// Reads a [`fingerprint`] back: (addresses, security, path).
+fn parse_fingerprint(text: &str) -> Option<(PrisonIp, Security, String)> {
+    let rest = text.strip_prefix("v1 ip4=")?;
+    let (v4, rest) = rest.split_once(" ip6=")?;
+    let (v6, rest) = rest.split_once(" security=")?;
+    let (security, path) = rest.split_once(" path=")?;
+    let v4 = match v4 {
+        "-" => None,
+        a => Some(a.parse().ok()?),
+    };
+    let v6 = match v6 {
+        "-" => None,
+        a => Some(a.parse().ok()?),
+    };
+    let security = match security {
+        "none" => Security::None,
+        "all" => Security::All,
+        "ipc" => Security::Ipc,
+        _ => return None,
+    };
+    if path.is_empty() || path.contains('\0') {
+        return None;
+    }
+    Some((PrisonIp { v4, v6 }, security, path.to_owned()))
+}
+
+/// Why the previous generation's carry cannot be read. It is then ignored: its descriptor is
+/// not trusted, so the old jail stays with its reaper until httpd exits.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum CarryError {
+    #[error("no field {0:?}")]
+    Missing(&'static str),
+    #[error("field {0:?} given twice")]
+    Duplicate(String),
+    #[error("unknown field {0:?}")]
+    Unknown(String),
+    #[error("field {0:?}: bad value {1:?}")]
+    BadValue(&'static str, String),
+    #[error("a field without '=': {0:?}")]
+    NoEquals(String),
+    #[error("bad %-escape in {0:?}")]
+    BadEscape(String),
+}
+
+/// What one generation hands the next across httpd's reload of the module: plain text kept
+/// in the process pool (a Rust value cannot cross the reload, its code is unmapped). The
+/// write end of the reaper's pipe stays open in the parent under number `fd`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Carry {
+    pub jid: i32,
+    pub fd: i32,
+    /// The httpd parent that made the jail and holds `fd`.
+    pub master: u32,
+    pub name: JailName,
+    pub built: Built,
+}
+
+impl Carry {
+    /// `jid=5;fd=12;master=345;name=www;cpus=0-3;plan=<fingerprint>`, with `%` and `;`
+    /// %-escaped in values (`cpus=all` for every CPU).
+    pub fn render(&self) -> String {
+        let cpus = self
+            .built
+            .cpus
+            .as_ref()
+            .map_or("all".to_owned(), |c| c.to_string());
+        format!(
+            "jid={};fd={};master={};name={};cpus={};plan={}",
+            self.jid,
+            self.fd,
+            self.master,
+            self.name,
+            escape(&cpus),
+            escape(&fingerprint(&self.built))
+        )
+    }
+
+    /// The inverse of [`Carry::render`]; anything else is an error, never a guess.
+    pub fn parse(text: &str) -> Result<Self, CarryError> {
+        const KEYS: [&str; 6] = ["jid", "fd", "master", "name", "cpus", "plan"];
+        let mut values: [Option<String>; 6] = Default::default();
+        for field in text.split(';') {
+            let (key, value) = field
+                .split_once('=')
+                .ok_or_else(|| CarryError::NoEquals(field.to_owned()))?;
+            let i = KEYS
+                .iter()
+                .position(|k| *k == key)
+                .ok_or_else(|| CarryError::Unknown(key.to_owned()))?;
+            if values[i].is_some() {
+                return Err(CarryError::Duplicate(key.to_owned()));
+            }
+            values[i] = Some(unescape(value)?);
+        }
+        let mut take = |i: usize| values[i].take().ok_or(CarryError::Missing(KEYS[i]));
+        let number = |key: &'static str, v: String| -> Result<i64, CarryError> {
+            match v.parse::<i64>() {
+                Ok(n) if v.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
+                _ => Err(CarryError::BadValue(key, v)),
+            }
+        };
+        let bad = |key: &'static str, v: &str| CarryError::BadValue(key, v.to_owned());
+        let jid = take(0)?;
+        let jid = i32::try_from(number("jid", jid.clone())?)
+            .ok()
+            .filter(|&j| j > 0)
+            .ok_or_else(|| bad("jid", &jid))?;
+        let fd = take(1)?;
+        // 0-2 are stdio, never the reaper's pipe.
+        let fd = i32::try_from(number("fd", fd.clone())?)
+            .ok()
+            .filter(|&f| f > 2)
+            .ok_or_else(|| bad("fd", &fd))?;
+        let master = take(2)?;
+        let master = u32::try_from(number("master", master.clone())?)
+            .ok()
+            .filter(|&m| m > 1)
+            .ok_or_else(|| bad("master", &master))?;
+        let name = take(3)?;
+        let name = JailName::parse(&name).map_err(|_| bad("name", &name))?;
+        let cpus = match take(4)? {
+            all if all == "all" => None,
+            list => Some(CpuSet::parse(&list).map_err(|_| bad("cpus", &list))?),
+        };
+        let plan = take(5)?;
+        let (ip, security, path) = parse_fingerprint(&plan).ok_or_else(|| bad("plan", &plan))?;
+        Ok(Self {
+            jid,
+            fd,
+            master,
+            name,
+            built: Built {
+                path,
+                ip,
+                security,
+                cpus,
+            },
+        })
+    }
+}
+
+fn escape(value: &str) -> String {
+    value
+        .replace('%', "%25")
+        .replace(';', "%3B")
+        .replace('\0', "%00")
+}
+
+fn unescape(value: &str) -> Result<String, CarryError> {
+    let bad = || CarryError::BadEscape(value.to_owned());
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(at) = rest.find('%') {
+        out.push_str(&rest[..at]);
+        let code = rest.get(at + 1..at + 3).ok_or_else(bad)?;
+        out.push(match code {
+            "25" => '%',
+            "3B" => ';',
+            "00" => '\0',
+            _ => return Err(bad()),
+        });
+        rest = &rest[at + 3..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -817,5 +1003,168 @@ mod tests {
         // From every CPU, any list is a shrink.
         let all = Built::from(&plan(|_| {}));
         assert_eq!(reuse(&all, &base), Reuse::Yes);
+    }
+
+    #[test]
+    fn fingerprints_render_every_create_only_parameter() {
+        let render = |edit: fn(&mut Prison)| fingerprint(&Built::from(&plan(edit)));
+        assert_eq!(
+            render(|_| {}),
+            "v1 ip4=- ip6=- security=all path=/usr/jails/www"
+        );
+        assert_eq!(
+            render(|p| {
+                p.ip = PrisonIp::parse(&["192.0.2.7", "2001:db8::7"], false).unwrap();
+                p.security = Security::Ipc;
+                p.dir = PathBuf::from("/j/a b;c%d");
+            }),
+            "v1 ip4=192.0.2.7 ip6=2001:db8::7 security=ipc path=/j/a b;c%d"
+        );
+        assert_eq!(
+            render(|p| p.security = Security::None),
+            "v1 ip4=- ip6=- security=none path=/usr/jails/www"
+        );
+        // Not create-only: the changeable parameters do not change the fingerprint.
+        let base = render(|_| {});
+        assert_eq!(render(|p| p.memory.deny = Some(1 << 30)), base);
+        assert_eq!(render(|p| p.processes = Some(5)), base);
+        assert_eq!(render(|p| p.cpus = Some(CpuSet::parse("1").unwrap())), base);
+        // Each create-only parameter does.
+        assert_ne!(render(|p| p.dir = PathBuf::from("/usr/jails/x")), base);
+        assert_ne!(
+            render(|p| p.ip = PrisonIp::parse(&["::"], false).unwrap()),
+            base
+        );
+        assert_ne!(render(|p| p.security = Security::Ipc), base);
+    }
+
+    fn carry(edit: fn(&mut Prison)) -> Carry {
+        Carry {
+            jid: 7,
+            fd: 12,
+            master: 4242,
+            name: JailName::parse("www_1").unwrap(),
+            built: Built::from(&plan(edit)),
+        }
+    }
+
+    #[test]
+    fn carries_round_trip() {
+        let plain = carry(|_| {});
+        assert_eq!(
+            plain.render(),
+            "jid=7;fd=12;master=4242;name=www_1;cpus=all;plan=v1 ip4=- ip6=- security=all \
+             path=/usr/jails/www"
+        );
+        let odd = carry(|p| {
+            p.dir = PathBuf::from("/j/x;fd=3;%41=");
+            p.cpus = Some(CpuSet::parse("0,2-5").unwrap());
+            p.ip = PrisonIp::parse(&["192.0.2.7"], false).unwrap();
+            p.security = Security::None;
+        });
+        let text = odd.render();
+        assert!(text.contains("cpus=0,2-5;"), "{text}");
+        assert!(text.ends_with("path=/j/x%3Bfd=3%3B%2541="), "{text}");
+        for c in [plain, odd] {
+            assert_eq!(Carry::parse(&c.render()), Ok(c.clone()));
+        }
+        // Field order does not matter.
+        let shuffled = "plan=v1 ip4=- ip6=- security=all path=/usr/jails/www;cpus=all;\
+                        name=www_1;master=4242;fd=12;jid=7";
+        assert_eq!(Carry::parse(shuffled), Ok(carry(|_| {})));
+    }
+
+    #[test]
+    fn malformed_carries_are_refused() {
+        let good = carry(|_| {}).render();
+        let with = |key: &str, value: &str| {
+            good.split(';')
+                .map(|f| match f.split_once('=') {
+                    Some((k, _)) if k == key => format!("{k}={value}"),
+                    _ => f.to_owned(),
+                })
+                .collect::<Vec<_>>()
+                .join(";")
+        };
+        let without = |key: &str| {
+            good.split(';')
+                .filter(|f| !f.starts_with(&format!("{key}=")))
+                .collect::<Vec<_>>()
+                .join(";")
+        };
+        let cases: Vec<(String, CarryError)> = vec![
+            (String::new(), CarryError::NoEquals(String::new())),
+            ("garbage".into(), CarryError::NoEquals("garbage".into())),
+            (without("fd"), CarryError::Missing("fd")),
+            (without("plan"), CarryError::Missing("plan")),
+            (format!("{good};jid=8"), CarryError::Duplicate("jid".into())),
+            (format!("{good};"), CarryError::NoEquals(String::new())),
+            (format!("{good};x=1"), CarryError::Unknown("x".into())),
+            (with("jid", "0"), CarryError::BadValue("jid", "0".into())),
+            (with("jid", "-3"), CarryError::BadValue("jid", "-3".into())),
+            (with("jid", "+3"), CarryError::BadValue("jid", "+3".into())),
+            (
+                with("jid", "99999999999"),
+                CarryError::BadValue("jid", "99999999999".into()),
+            ),
+            (with("fd", "2"), CarryError::BadValue("fd", "2".into())),
+            (with("fd", ""), CarryError::BadValue("fd", String::new())),
+            (
+                with("master", "1"),
+                CarryError::BadValue("master", "1".into()),
+            ),
+            (
+                with("name", "a.b"),
+                CarryError::BadValue("name", "a.b".into()),
+            ),
+            (
+                with("name", "12"),
+                CarryError::BadValue("name", "12".into()),
+            ),
+            (
+                with("cpus", "1-"),
+                CarryError::BadValue("cpus", "1-".into()),
+            ),
+            (
+                with("plan", "v2 x"),
+                CarryError::BadValue("plan", "v2 x".into()),
+            ),
+            (
+                with("plan", "v1 ip4=1.2.3 ip6=- security=all path=/x"),
+                CarryError::BadValue("plan", "v1 ip4=1.2.3 ip6=- security=all path=/x".into()),
+            ),
+            (
+                with("plan", "v1 ip4=- ip6=- security=most path=/x"),
+                CarryError::BadValue("plan", "v1 ip4=- ip6=- security=most path=/x".into()),
+            ),
+            (
+                with("plan", "v1 ip4=- ip6=- security=all path="),
+                CarryError::BadValue("plan", "v1 ip4=- ip6=- security=all path=".into()),
+            ),
+            (with("name", "w%4"), CarryError::BadEscape("w%4".into())),
+            (with("name", "w%41"), CarryError::BadEscape("w%41".into())),
+        ];
+        for (text, want) in cases {
+            assert_eq!(Carry::parse(&text), Err(want), "{text:?}");
+        }
+        // Positive control: the unedited text parses.
+        assert!(Carry::parse(&good).is_ok());
+    }
+
+    #[test]
+    fn a_carried_jail_is_reused_only_for_the_same_create_only_parameters() {
+        let previous =
+            Carry::parse(&carry(|p| p.cpus = Some(CpuSet::parse("0-3").unwrap())).render())
+                .unwrap()
+                .built;
+        let same = plan(|p| p.cpus = Some(CpuSet::parse("0-3").unwrap()));
+        assert_eq!(reuse(&previous, &same), Reuse::Yes);
+        let shrunk = plan(|p| p.cpus = Some(CpuSet::parse("1").unwrap()));
+        assert_eq!(reuse(&previous, &shrunk), Reuse::Yes);
+        let other_ip = plan(|p| {
+            p.cpus = Some(CpuSet::parse("0-3").unwrap());
+            p.ip = PrisonIp::parse(&["192.0.2.7"], false).unwrap();
+        });
+        assert_eq!(reuse(&previous, &other_ip), Reuse::No("PrisonIP changed"));
     }
 }

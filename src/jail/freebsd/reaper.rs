@@ -18,8 +18,8 @@
 //!   the jail's rctl rules, and `_exit`s: it never returns into httpd code (the original's
 //!   first helper did).
 
-use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 
 use libc::c_int;
 
@@ -35,9 +35,45 @@ pub struct Reaper {
 }
 
 impl Reaper {
-    /// The descriptor every child closes first thing.
-    pub fn raw_fd(&self) -> RawFd {
-        self.pipe.as_raw_fd()
+    /// Gives up ownership without closing: the pipe stays open in the parent under this
+    /// number, for the next generation to [`Reaper::adopt`] after httpd reloads the module.
+    pub fn into_raw_fd(self) -> RawFd {
+        self.pipe.into_raw_fd()
+    }
+
+    /// Takes back the pipe a previous generation left open under number `fd`, after checking
+    /// that it is an open, close-on-exec pipe (as `spawn` made it).
+    ///
+    /// # Safety
+    /// `fd` must come from [`Reaper::into_raw_fd`] in this very process, and nothing else may
+    /// own or have closed it since.
+    pub unsafe fn adopt(fd: RawFd) -> io::Result<Self> {
+        // SAFETY: F_GETFD only reads the descriptor's flags; EBADF if it is not open.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        if flags == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        if flags & libc::FD_CLOEXEC == 0 {
+            return Err(io::Error::other(format!(
+                "descriptor {fd} is not close-on-exec: not the reaper's pipe"
+            )));
+        }
+        // SAFETY: all-zero is a valid stat buffer, which fstat fills.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: `st` is writable; `fd` is open (checked above).
+        if unsafe { libc::fstat(fd, &mut st) } == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        if st.st_mode & libc::S_IFMT != libc::S_IFIFO {
+            return Err(io::Error::other(format!(
+                "descriptor {fd} is not a pipe: not the reaper's pipe"
+            )));
+        }
+        Ok(Self {
+            // SAFETY: per the contract, this process left `fd` open for us and nothing else
+            // owns it; it was just checked to be an open pipe.
+            pipe: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
     }
 
     /// Tells the reaper the (new) PrisonMemory report threshold after a graceful restart.

@@ -47,8 +47,14 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// Parent, root: builds this generation's prison.
-    pub fn build(prison: &Prison, identity: &Identity) -> Result<Self, SetupError> {
+    /// Parent, root: builds this generation's prison. Every generation builds its own
+    /// namespaces and cgroups, so there is never a previous generation's carry to use (see
+    /// `release`).
+    pub fn build(
+        prison: &Prison,
+        identity: &Identity,
+        _carry: Option<&str>,
+    ) -> Result<Self, SetupError> {
         let name = prison.name.to_string();
         let meta = std::fs::metadata(&prison.dir).map_err(|e| {
             SetupError::new(
@@ -180,8 +186,14 @@ impl Prepared {
 
     /// Parent: the generation's configuration is torn down (restart). Old children keep their
     /// namespaces and cgroups alive; the parent drops its references, and the next
-    /// generation's monitor removes the old cgroups once they are empty.
-    pub fn release(self) {}
+    /// generation's monitor removes the old cgroups once they are empty. Nothing is handed to
+    /// the next generation: `None`.
+    pub fn release(self) -> Option<String> {
+        None
+    }
+
+    /// A carry the next generation does not use: never made on Linux, nothing to do.
+    pub fn retire(_carry: &str) {}
 
     /// Parent, periodically (httpd's monitor hook): the prison's resource events (memory
     /// report crossings, OOM kills, refused forks), one line each for the error log.
