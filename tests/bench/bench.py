@@ -81,9 +81,9 @@ def bench_cgi_and_syscalls():
     try:
         for h in (a, b):
             h.start()
-        cgi, sys_ratio = [], []
+        cgi, sys_ratio, floor = [], [], []
         for r in range(max(3, ROUNDS // 2)):
-            rps = {h.label: wrk(h.port, "/cgi-bin/probe", DURATION)[0]
+            rps = {h.label: wrk(h.port, "/cgi-bin/probe?quick=1", DURATION)[0]
                    for h in ([a, b] if r % 2 == 0 else [b, a])}
             cgi.append(rps["A"] / rps["B"])
             per_call = {}
@@ -91,9 +91,13 @@ def bench_cgi_and_syscalls():
                 body = json.loads(get(h.port, "/cgi-bin/probe?syscalls=2000000"))
                 per_call[h.label] = body["syscalls"]["total_ns"] / body["syscalls"]["calls"]
             sys_ratio.append(per_call["A"] / per_call["B"])
+            body = json.loads(get(b.port, "/cgi-bin/probe?seccomp_floor=2000000"))["seccomp_floor"]
+            floor.append(body["with_allow_all_ns"] / body["without_ns"])
         report("CGI throughput A/B (fork+exec inside the prison)", cgi, ">= 0.97")
         report("Syscall loop inside a CGI A/B (getppid)", sys_ratio, "<= 1.05",
                note="the seccomp filter's cost")
+        report("Floor: the same loop under a 1-instruction allow-all filter / none", floor, "-",
+               note="what any seccomp filter costs on this kernel")
     finally:
         for h in (a, b):
             h.cleanup()

@@ -53,6 +53,14 @@ fn run(cgi: bool) -> String {
     if request.panic {
         panic!("panic requested by the caller (panic=1)");
     }
+    if request.quick {
+        return Json::from(
+            Object::new()
+                .with("probe", PROBE)
+                .with("pid", std::process::id()),
+        )
+        .render();
+    }
 
     // Checks that change the process run first, so that the report describes the process as
     // it is after them (e.g. still jailed after a graceful restart, with the memory held).
@@ -76,6 +84,12 @@ fn run(cgi: bool) -> String {
         )
     });
 
+    let seccomp_floor = request.seccomp_floor.clone().map(|n| {
+        report(
+            n.map_err(Failure::invalid)
+                .and_then(resources::seccomp_floor),
+        )
+    });
     let syscalls = request.syscalls.clone().map(|n| {
         report(
             n.map_err(Failure::invalid)
@@ -96,6 +110,7 @@ fn run(cgi: bool) -> String {
         ("alloc", allocated),
         ("fork", forked),
         ("syscalls", syscalls),
+        ("seccomp_floor", seccomp_floor),
     ];
     for (key, value) in optional {
         if let Some(value) = value {

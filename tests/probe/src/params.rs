@@ -103,6 +103,11 @@ pub struct Request {
     pub forks: Option<Result<u32, String>>,
     /// `syscalls=n`: time n cheap syscalls (the seccomp filter's cost, for the benchmarks).
     pub syscalls: Option<Result<u64, String>>,
+    /// `seccomp_floor=n`: time n cheap syscalls, install an allow-all seccomp filter, time them
+    /// again: what any filter costs on this kernel (run it unjailed).
+    pub seccomp_floor: Option<Result<u64, String>>,
+    /// `quick=1`: answer at once with nothing but who answered (the CGI benchmark).
+    pub quick: bool,
     /// `panic=1`: panic on purpose, to test that the answer is still JSON.
     pub panic: bool,
     /// `attack=1`: run the attack battery (with `fdpass=` and `kill=`).
@@ -136,6 +141,10 @@ impl Request {
                     request.sleep_ms = Some(ms);
                 }
                 b"syscalls" => request.syscalls = Some(parse_number("syscalls", &value)),
+                b"seccomp_floor" => {
+                    request.seccomp_floor = Some(parse_number("seccomp_floor", &value))
+                }
+                b"quick" => request.quick = flag(&value),
                 b"alloc" => request.alloc_bytes = Some(parse_size("alloc", &value)),
                 b"fork" => {
                     let n = parse_number("fork", &value).and_then(|n| match u32::try_from(n) {

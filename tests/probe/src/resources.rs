@@ -123,3 +123,45 @@ pub fn syscall_loop(n: u64) -> Outcome {
         .with("calls", n)
         .with("total_ns", u64::try_from(ns).unwrap_or(u64::MAX)))
 }
+
+/// `seccomp_floor=n`: the getppid loop without and then with an allow-all seccomp filter
+/// (no_new_privs is set for it): the cost of entering the kernel through seccomp at all,
+/// against which the prison's own filter is judged. It leaves the filter on this process.
+pub fn seccomp_floor(n: u64) -> Outcome {
+    let time = |n: u64| -> u64 {
+        let started = std::time::Instant::now();
+        for _ in 0..n {
+            // SAFETY: getppid has no preconditions.
+            std::hint::black_box(unsafe { libc::syscall(libc::SYS_getppid) });
+        }
+        u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    };
+    time(n / 10); // warm up
+    let without = time(n);
+    let mut allow = [libc::sock_filter {
+        code: (libc::BPF_RET | libc::BPF_K) as u16,
+        jt: 0,
+        jf: 0,
+        k: libc::SECCOMP_RET_ALLOW,
+    }];
+    let program = libc::sock_fprog {
+        len: 1,
+        filter: allow.as_mut_ptr(),
+    };
+    // SAFETY: PR_SET_NO_NEW_PRIVS takes integer arguments only.
+    cvt(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })?;
+    // SAFETY: `program` points to one valid instruction that outlives the call.
+    cvt(unsafe {
+        libc::prctl(
+            libc::PR_SET_SECCOMP,
+            libc::SECCOMP_MODE_FILTER,
+            &program as *const libc::sock_fprog,
+        )
+    })?;
+    time(n / 10);
+    let with = time(n);
+    Ok(Object::new()
+        .with("calls", n)
+        .with("without_ns", without)
+        .with("with_allow_all_ns", with))
+}
