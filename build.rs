@@ -61,6 +61,8 @@ fn main() {
         .allowlist_var("RSRC_CONF|GLOBAL_ONLY|NOT_IN_.*|OK|DECLINED|DONE")
         .allowlist_var("AP_SQ_.*|AP_MPMQ_.*")
         .default_macro_constant_type(bindgen::MacroTypeVariation::Signed)
+        // httpd's header comments hold C snippets that rustdoc would run as doctests.
+        .generate_comments(false)
         .derive_debug(false)
         .layout_tests(false)
         .generate()
