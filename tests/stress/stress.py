@@ -3,14 +3,13 @@
 
 For each of event and prefork: A (jailed) and two plain httpds B and B2 serve a 1 KiB file to
 wrk (8 keep-alive connections each) while all get RESTARTS graceful restarts, one every 0.6 s.
-Plain httpd itself loses a few keep-alive reads at each graceful restart, and how many varies
-by a third from run to run (B against B2 shows it), so plain httpd is the yardstick: A may not
-fail more than the worse of B and B2 (plus 10% and 2 requests of slack, printed), and may have
-no connect error and no non-2xx answer. Even so the comparison of failure counts misjudges
-about one run in ten on a loaded 2-core machine, so it is fatal only with STRESS_STRICT=1 (CI
-prints it); connect errors, non-2xx answers, deaths, prison errors and leftovers always are. Before and after (and after stop) the
-host's namespaces, mounts, prison cgroups and BPF programs are counted: nothing may be left.
-Exits non-zero on any failure.
+Plain httpd itself loses a few keep-alive reads at each graceful restart, so plain httpd is the
+yardstick: A should not fail more than the worse of B and B2 (plus 10% and 2 requests of
+slack), and may have no connect error and no non-2xx answer. The failure counts swing widely from run to run (plain
+against plain differs by up to 2x), and with cgroups or PrisonIP on, some runs show the prison
+above the plain pair and others below: whether it adds failures is not settled yet. So the
+comparison is printed, and fatal only with STRESS_STRICT=1; connect errors, non-2xx answers,
+deaths, prison errors and leftovers are always fatal.
 """
 
 import ctypes
@@ -140,7 +139,7 @@ def main():
         sys.exit("make stress must run as root")
     before = state()
     problems = []
-    for mpm in ("event", "prefork"):
+    for mpm in os.environ.get("STRESS_MPMS", "event prefork").split():
         problems += run_mpm(mpm)
     time.sleep(1)
     after = state()
