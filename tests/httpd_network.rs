@@ -22,7 +22,7 @@ use common::netns::{
     TestNet, OTHER_V4, OTHER_V6, PRISON_V4, PRISON_V6, REMOTE_V4, REMOTE_V6, SITE_LINK_V4,
     SITE_LINK_V6, SITE_V4,
 };
-use common::{Httpd, Mpm, Setup, Value};
+use common::{key, ok_at, Httpd, Mpm, Setup, Value};
 
 const CGROUP2: &str = "/sys/fs/cgroup/unified";
 
@@ -115,20 +115,8 @@ impl Servers {
     }
 }
 
-fn key(text: &str) -> String {
-    text.replace('~', "~0").replace('/', "~1")
-}
-
-fn ok_at(v: &Value, section: &str, item: &str) -> bool {
-    v.pointer(&format!("/{section}/{}/ok", key(item)))
-        .and_then(Value::as_bool)
-        == Some(true)
-}
-
-fn str_at<'a>(v: &'a Value, section: &str, item: &str, field: &str) -> &'a str {
-    v.pointer(&format!("/{section}/{}/{field}", key(item)))
-        .and_then(Value::as_str)
-        .unwrap_or("")
+fn field_at<'a>(v: &'a Value, section: &str, item: &str, field: &str) -> &'a str {
+    common::str_at(v, &format!("/{section}/{}/{field}", key(item)))
 }
 
 fn errno_at(v: &Value, section: &str, item: &str) -> i64 {
@@ -363,7 +351,7 @@ fn with_prison_ip_every_socket_carries_the_prison_address() {
             assert!(ok_at(&seen, "connect", &tcp), "{name}: {what}");
             assert!(ok_at(&seen, "udp", &udp), "{name}: {what}");
             assert_eq!(
-                ip_of(str_at(&seen, "connect", &tcp, "local")),
+                ip_of(field_at(&seen, "connect", &tcp, "local")),
                 prison,
                 "{name}"
             );
@@ -397,19 +385,19 @@ fn with_prison_ip_every_socket_carries_the_prison_address() {
             );
         }
         assert_eq!(
-            ip_of(str_at(&seen, "bind", "0.0.0.0:0", "local")),
+            ip_of(field_at(&seen, "bind", "0.0.0.0:0", "local")),
             PRISON_V4
         );
-        assert_eq!(ip_of(str_at(&seen, "bind", "[::]:0", "local")), PRISON_V6);
+        assert_eq!(ip_of(field_at(&seen, "bind", "[::]:0", "local")), PRISON_V6);
         let then = format!("0.0.0.0:0/{other4}");
         assert_eq!(
-            ip_of(str_at(&seen, "bind", &then, "connected_local")),
+            ip_of(field_at(&seen, "bind", &then, "connected_local")),
             PRISON_V4,
             "{what}"
         );
         let then6 = format!("[::]:0/{other6}");
         assert_eq!(
-            ip_of(str_at(&seen, "bind", &then6, "connected_local")),
+            ip_of(field_at(&seen, "bind", &then6, "connected_local")),
             PRISON_V6,
             "{what}"
         );
@@ -497,7 +485,7 @@ fn without_the_prison_the_same_probe_uses_any_address() {
         assert!(ok_at(&seen, "bind", &bound), "bind {bound}: {what}");
     }
     assert_eq!(
-        str_at(&seen, "bind", "0.0.0.0:0", "local")
+        field_at(&seen, "bind", "0.0.0.0:0", "local")
             .split(':')
             .next(),
         Some("0.0.0.0")

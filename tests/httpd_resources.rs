@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use common::{Httpd, Mpm, Setup, Value};
+use common::{str_at, Httpd, Mpm, Setup, Value};
 
 /// Where the cgroup filesystems are mounted on the test hosts.
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
@@ -119,10 +119,6 @@ fn control(dir: &Path, file: &str) -> String {
         .unwrap_or_else(|e| panic!("reading {}/{file}: {e}", dir.display()))
         .trim()
         .to_owned()
-}
-
-fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
-    v.pointer(pointer).and_then(Value::as_str).unwrap_or("")
 }
 
 /// Waits until the error log holds `needle` at least `count` times.

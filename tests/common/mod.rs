@@ -214,6 +214,27 @@ pub fn http_get(port: u16, path: &str) -> std::io::Result<Response> {
     })
 }
 
+// ---------------------------------------------------------------------------------------------
+// The probe's JSON answers
+
+/// A probe result's key (a path, an address) as a JSON pointer segment: `~` and `/` escaped
+/// (RFC 6901).
+pub fn key(text: &str) -> String {
+    text.replace('~', "~0").replace('/', "~1")
+}
+
+/// Whether the probe reports `{section: {item: {ok: true}}}`, e.g. `ok_at(v, "read", "/etc/hosts")`.
+pub fn ok_at(v: &Value, section: &str, item: &str) -> bool {
+    v.pointer(&format!("/{section}/{}/ok", key(item)))
+        .and_then(Value::as_bool)
+        == Some(true)
+}
+
+/// The string at a JSON pointer of the probe's answer, or "".
+pub fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
+    v.pointer(pointer).and_then(Value::as_str).unwrap_or("")
+}
+
 /// How an instance is configured.
 #[derive(Debug, Clone)]
 pub struct Setup {

@@ -49,7 +49,7 @@ def prison_cgroups():
     found = set()
     for root, dirs, _ in os.walk("/sys/fs/cgroup"):
         for d in dirs:
-            if "mod_prison" in d or "stress" in d:
+            if d.startswith("prison-"):  # every prison's cgroup: prison-<name>.<n>
                 found.add(os.path.join(root, d))
     return found
 
