@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-from httpd import CPUS, REPO, Httpd, alive, get, pids, status, uid, wrk  # noqa: E402
+from httpd import CPUS, REPO, Httpd, get, processes_of, status, uid, wrk  # noqa: E402
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 ROUNDS = 3 if QUICK else 10
@@ -153,8 +153,7 @@ def bench_scale():
         attached = len(attach_costs(log))
         built = re.findall(r"built in (\d+) us", log)
         down = h.stop()
-        leftover = [p for p in pids() if status(p, "Uid") and Path(f"/proc/{p}").exists()
-                    and h.root.as_posix() in Path(f"/proc/{p}/cmdline").read_text(errors="replace")]
+        leftover = processes_of(h.root)
         line = (f"| Scale: {SCALE_CHILDREN} prefork children | up in {up:.2f} s, {attached} attached, "
                 f"{errors} errors; prison built in {int(built[0]) / 1000 if built else float('nan'):.1f} ms; "
                 f"stop and teardown {down:.2f} s, {len(leftover)} left | 0 errors | |")
