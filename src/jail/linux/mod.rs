@@ -48,12 +48,12 @@ pub struct Prepared {
 
 impl Prepared {
     /// Parent, root: builds this generation's prison. Every generation builds its own
-    /// namespaces and cgroups, so there is never a previous generation's carry to use (see
-    /// `release`).
+    /// namespaces and cgroups; the carry from the previous generation (see `release`) only
+    /// names its cgroup leaf, which this build must not remove.
     pub fn build(
         prison: &Prison,
         identity: &Identity,
-        _carry: Option<&str>,
+        carry: Option<&str>,
     ) -> Result<Self, SetupError> {
         let name = prison.name.to_string();
         let meta = std::fs::metadata(&prison.dir).map_err(|e| {
@@ -73,7 +73,9 @@ impl Prepared {
         let claim = claim::NameClaim::claim(&name)?;
         // Limits (and PrisonIP's programs) are in place before the holder starts: no child
         // can exist outside them, and a prison whose address cannot be enforced is never built.
-        let mut cgroups = Cgroups::create(&name, &Limits::of(prison), Path::new("/proc"))?;
+        // The carry is the previous generation's cgroup leaf (see `release`).
+        let mut cgroups =
+            Cgroups::create_after(&name, &Limits::of(prison), Path::new("/proc"), carry)?;
         if prison.ip.is_set() {
             if let Err(e) = attach_network_programs(&mut cgroups, prison) {
                 let _ = cgroups.teardown();
@@ -186,13 +188,15 @@ impl Prepared {
 
     /// Parent: the generation's configuration is torn down (restart). Old children keep their
     /// namespaces and cgroups alive; the parent drops its references, and the next
-    /// generation's monitor removes the old cgroups once they are empty. Nothing is handed to
-    /// the next generation: `None`.
+    /// generation's monitor removes the old cgroups once they are empty. The carry is this
+    /// generation's cgroup leaf: children forked just before the restart may still be joining
+    /// it, so the next build must not remove it even if it looks empty.
     pub fn release(self) -> Option<String> {
-        None
+        self.cgroups.leaf().map(str::to_owned)
     }
 
-    /// A carry the next generation does not use: never made on Linux, nothing to do.
+    /// A carry the next generation does not use (the module stays loaded without a prison):
+    /// the old cgroups are removed by teardown at exit, nothing to do now.
     pub fn retire(_carry: &str) {}
 
     /// Parent, periodically (httpd's monitor hook): the prison's resource events (memory

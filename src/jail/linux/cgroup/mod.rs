@@ -51,6 +51,10 @@ pub struct Cgroups {
     layout: Option<Layout>,
     /// `prison-<name>.<n>`, once any cgroup exists.
     leaf: Option<String>,
+    /// The previous generation's leaf at a restart: children forked for it just before the
+    /// restart may still be on their way in, so building this generation leaves it alone even
+    /// when it looks empty (the monitor removes it later).
+    predecessor: Option<String>,
     /// Created, limits written, in creation order; every child joins each.
     groups: Vec<Group>,
     memory: Option<MemoryState>,
@@ -80,12 +84,25 @@ impl Cgroups {
     /// Parent, root: creates this generation's cgroups for `limits` and writes the limits.
     /// `proc_root` is `/proc` (the tests pass a fabricated one); nothing is read when no limit
     /// is set.
+    #[cfg(test)]
     pub fn create(prison: &str, limits: &Limits, proc_root: &Path) -> Result<Self, SetupError> {
+        Self::create_after(prison, limits, proc_root, None)
+    }
+
+    /// As `create`, at a restart whose previous generation used the leaf `predecessor`
+    /// (see [`Cgroups::leaf`]).
+    pub fn create_after(
+        prison: &str,
+        limits: &Limits,
+        proc_root: &Path,
+        predecessor: Option<&str>,
+    ) -> Result<Self, SetupError> {
         let mut this = Self {
             prison: prison.to_owned(),
             proc_root: proc_root.to_owned(),
             layout: None,
             leaf: None,
+            predecessor: predecessor.map(str::to_owned),
             groups: Vec::new(),
             memory: None,
             pids: None,
@@ -170,11 +187,17 @@ impl Cgroups {
 
     /// The next free generation under all `bases`, after removing the empty cgroups of earlier
     /// generations (an old generation whose children are gone, or a crashed httpd's).
+    /// The next generation's leaf, after removing the empty cgroups of earlier generations
+    /// (stale ones of a crashed run among them), except the predecessor's.
     fn next_leaf(&self, bases: &[PathBuf]) -> String {
+        let is_predecessor = |dir: &Path| {
+            self.predecessor.is_some()
+                && dir.file_name().and_then(|n| n.to_str()) == self.predecessor.as_deref()
+        };
         let last = bases
             .iter()
             .flat_map(|base| generations(base, &self.prison))
-            .filter(|(dir, _)| !fs::remove(dir).unwrap_or(false))
+            .filter(|(dir, _)| is_predecessor(dir) || !fs::remove(dir).unwrap_or(false))
             .map(|(_, n)| n)
             .max()
             .unwrap_or(0);
@@ -265,6 +288,12 @@ impl Cgroups {
         let dir = group.dir.clone();
         self.apply(group)?;
         Ok(dir)
+    }
+
+    /// This generation's leaf (`prison-<name>.<n>`), if it made any cgroup: what the next
+    /// generation must not remove while building (see `create_after`).
+    pub fn leaf(&self) -> Option<&str> {
+        self.leaf.as_deref()
     }
 
     /// The cgroup directories every child joins (for the tests and the log).
@@ -703,6 +732,28 @@ mod tests {
         std::fs::create_dir_all(host.path("cg/pids/prison-www2.1")).unwrap();
         assert_eq!(new.teardown(), Vec::<String>::new());
         assert!(host.path("cg/pids/prison-www2.1").exists());
+    }
+
+    #[test]
+    fn a_restart_keeps_the_empty_predecessor_and_a_fresh_start_removes_it() {
+        let host = hybrid("predecessor");
+        let limits = Limits {
+            processes: Some(9),
+            ..Limits::default()
+        };
+        let old = Cgroups::create("www", &limits, &host.proc()).unwrap();
+        let leaf = old.leaf().map(str::to_owned);
+        assert_eq!(leaf.as_deref(), Some("prison-www.1"));
+        drop(old);
+        // Empty, but a child forked for it just before the restart may still be joining.
+        let new = Cgroups::create_after("www", &limits, &host.proc(), leaf.as_deref()).unwrap();
+        assert!(host.path("cg/pids/prison-www.1").exists());
+        assert_eq!(new.leaf(), Some("prison-www.2"));
+        drop(new);
+        // A start with no predecessor (after a crash) removes every empty generation.
+        let fresh = Cgroups::create("www", &limits, &host.proc()).unwrap();
+        assert!(!host.path("cg/pids/prison-www.2").exists());
+        assert_eq!(fresh.leaf(), Some("prison-www.1"));
     }
 
     #[test]
