@@ -43,6 +43,10 @@ const PREFIX: &str = "prison-";
 /// How long teardown waits for the last tasks to leave before it kills them, and after.
 const TEARDOWN_PATIENCE: Duration = Duration::from_secs(2);
 
+/// How long after a restart the previous generation's cgroups are kept even when empty: a
+/// child forked for it just before the restart joins within milliseconds.
+const PREDECESSOR_GRACE: Duration = Duration::from_secs(2);
+
 /// The prison's cgroups of one generation, as created by the parent.
 #[derive(Debug)]
 pub struct Cgroups {
@@ -55,6 +59,9 @@ pub struct Cgroups {
     /// restart may still be on their way in, so building this generation leaves it alone even
     /// when it looks empty (the monitor removes it later).
     predecessor: Option<String>,
+    /// When this generation was built: the monitor spares the predecessor for
+    /// `PREDECESSOR_GRACE` after it, for the same reason.
+    built: Instant,
     /// Created, limits written, in creation order; every child joins each.
     groups: Vec<Group>,
     memory: Option<MemoryState>,
@@ -103,6 +110,7 @@ impl Cgroups {
             layout: None,
             leaf: None,
             predecessor: predecessor.map(str::to_owned),
+            built: Instant::now(),
             groups: Vec::new(),
             memory: None,
             pids: None,
@@ -190,14 +198,10 @@ impl Cgroups {
     /// The next generation's leaf, after removing the empty cgroups of earlier generations
     /// (stale ones of a crashed run among them), except the predecessor's.
     fn next_leaf(&self, bases: &[PathBuf]) -> String {
-        let is_predecessor = |dir: &Path| {
-            self.predecessor.is_some()
-                && dir.file_name().and_then(|n| n.to_str()) == self.predecessor.as_deref()
-        };
         let last = bases
             .iter()
             .flat_map(|base| generations(base, &self.prison))
-            .filter(|(dir, _)| is_predecessor(dir) || !fs::remove(dir).unwrap_or(false))
+            .filter(|(dir, _)| self.is_predecessor(dir) || !fs::remove(dir).unwrap_or(false))
             .map(|(_, n)| n)
             .max()
             .unwrap_or(0);
@@ -290,6 +294,11 @@ impl Cgroups {
         Ok(dir)
     }
 
+    fn is_predecessor(&self, dir: &Path) -> bool {
+        self.predecessor.is_some()
+            && dir.file_name().and_then(|n| n.to_str()) == self.predecessor.as_deref()
+    }
+
     /// This generation's leaf (`prison-<name>.<n>`), if it made any cgroup: what the next
     /// generation must not remove while building (see `create_after`).
     pub fn leaf(&self) -> Option<&str> {
@@ -340,8 +349,11 @@ impl Cgroups {
             }
             pids.refused = refused;
         }
+        let young = self.built.elapsed() < PREDECESSOR_GRACE;
         for (dir, _) in self.other_generations() {
-            let _ = fs::remove(&dir);
+            if !(young && self.is_predecessor(&dir)) {
+                let _ = fs::remove(&dir);
+            }
         }
         events
     }
@@ -746,9 +758,12 @@ mod tests {
         assert_eq!(leaf.as_deref(), Some("prison-www.1"));
         drop(old);
         // Empty, but a child forked for it just before the restart may still be joining.
-        let new = Cgroups::create_after("www", &limits, &host.proc(), leaf.as_deref()).unwrap();
+        let mut new = Cgroups::create_after("www", &limits, &host.proc(), leaf.as_deref()).unwrap();
         assert!(host.path("cg/pids/prison-www.1").exists());
         assert_eq!(new.leaf(), Some("prison-www.2"));
+        // Nor does the monitor right after the restart.
+        new.monitor();
+        assert!(host.path("cg/pids/prison-www.1").exists());
         drop(new);
         // A start with no predecessor (after a crash) removes every empty generation.
         let fresh = Cgroups::create("www", &limits, &host.proc()).unwrap();
