@@ -1,30 +1,41 @@
 #!/usr/bin/env python3
-"""make stress: graceful restarts under load, jailed (A) against plain httpd (B) in one run.
+"""make stress: graceful restarts under load, jailed (A) against plain httpd (B, B2) in one run.
 
-For each of event and prefork: A (jailed) and two plain httpds B and B2 serve a 1 KiB file to
-wrk (8 keep-alive connections each) while all get RESTARTS graceful restarts, one every 0.6 s.
-Plain httpd itself loses a few keep-alive reads at each graceful restart, so plain httpd is the
-yardstick: A should not fail more than the worse of B and B2 (plus 10% and 2 requests of
-slack), and may have no connect error and no non-2xx answer. The failure counts swing widely from run to run (plain
-against plain differs by up to 2x), and with cgroups or PrisonIP on, some runs show the prison
-above the plain pair and others below: whether it adds failures is not settled yet. So the
-comparison is printed, and fatal only with STRESS_STRICT=1; connect errors, non-2xx answers,
-deaths, prison errors and leftovers are always fatal.
+For each of event and prefork: A (jailed, every prison feature on) and two plain httpds B and B2
+serve a 1 KiB file to load.py (8 keep-alive connections each) while all three get RESTARTS
+graceful restarts, one every 0.6 s, signalled back to back in alternating order.
+
+load.py names every failure. Plain httpd loses a few requests at each graceful restart itself:
+it closes kept-alive connections between requests, and a request already on its way is lost
+("keepalive-race"). Any other failure (connect error, closed fresh connection, truncated answer,
+timeout, non-2xx) from the jailed httpd is fatal, and so is a child killed by a signal.
+
+The race count is a random number with a wide spread (plain against plain differs by up to
+2x in one run), so "A fails no more than B" is judged per restart: d_i = A_i - (B_i + B2_i)/2 over
+the restarts, fatal if its mean is above 3 standard errors (one-sided, a false alarm about once in
+700 runs for a prison that adds nothing). The per-restart numbers and the estimate are printed.
+Afterwards no namespace, mount, prison cgroup or BPF program may be left.
 """
 
+import bisect
+import collections
 import ctypes
+import json
+import math
 import os
+import random
 import re
+import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 from httpd import Httpd, pids  # noqa: E402
 
-RESTARTS = int(os.environ.get("STRESS_RESTARTS", "50"))
+# Twice the 50 restarts the issue asks for: the per-restart comparison needs the numbers.
+RESTARTS = int(os.environ.get("STRESS_RESTARTS", "100"))
 INTERVAL = 0.6
 
 
@@ -73,16 +84,103 @@ def state():
             "bpf programs": bpf_programs()}
 
 
-def load(port, seconds, out):
-    result = subprocess.run(["wrk", "-t1", "-c8", f"-d{seconds}s", "--timeout", "10s",
-                             f"http://127.0.0.1:{port}/1k.html"], text=True, capture_output=True)
-    text = result.stdout
-    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
-    connect, read, write, timeout = map(int, errors.groups()) if errors else (0, 0, 0, 0)
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-    out.update(requests=int(re.search(r"(\d+) requests in", text).group(1)),
-               connect=connect, failed=read + write + timeout,
-               non2xx=int(non2xx.group(1)) if non2xx else 0)
+LOAD = Path(__file__).resolve().parent / "load.py"
+
+
+def start_load(port):
+    """load.py on `port` until SIGTERM (or an hour)."""
+    return subprocess.Popen([sys.executable, str(LOAD), "--port", str(port), "--path", "/1k.html",
+                             "--seconds", "3600", "--conns", "8"],
+                            stdout=subprocess.PIPE, text=True)
+
+
+def per_restart(failures, marks):
+    """Keep-alive races counted per restart (index i: after mark i, before mark i+1), and the
+    races before the first restart."""
+    counts = [0] * len(marks)
+    before = 0
+    for t, kind in failures:
+        if kind != "keepalive-race":
+            continue
+        i = bisect.bisect_right(marks, t) - 1
+        if i < 0:
+            before += 1
+        else:
+            counts[i] += 1
+    return counts, before
+
+
+def excess(a, b, b2):
+    """A's races per restart above the mean of B's and B2's: (mean, standard error, whether
+    the mean is above 3 standard errors, i.e. A loses more)."""
+    d = [x - (y + z) / 2 for x, y, z in zip(a, b, b2)]
+    mean = statistics.fmean(d)
+    se = statistics.stdev(d) / math.sqrt(len(d))
+    return mean, se, mean > 3 * se
+
+
+def self_test():
+    """The verdict tells a prison that adds races from one that does not (synthetic restarts
+    shaped like event's: all 8 connections lost or none)."""
+    rng = random.Random(7)
+
+    def restarts(p):
+        return [8 * (rng.random() < p) for _ in range(100)]
+
+    wrong = []
+    for name, p_a, p_b, fatal in (("same", 0.5, 0.5, False), ("fewer", 0.2, 0.5, False),
+                                  ("never", 0.0, 0.0, False), ("more", 0.9, 0.4, True)):
+        got = excess(restarts(p_a), restarts(p_b), restarts(p_b))[2]
+        if got != fatal:
+            wrong.append(f"{name}: fatal {got}, expected {fatal}")
+    if wrong:
+        sys.exit("stress.py self-test failed: " + "; ".join(wrong))
+
+
+def describe(result):
+    kinds = collections.Counter(kind for _, kind in result["failures"])
+    races = kinds.pop("keepalive-race", 0)
+    others = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "none"
+    return f"{result['ok']} answers, {races} keep-alive races, other failures: {others}", kinds
+
+
+def restart_under_load(everyone):
+    """RESTARTS graceful restarts of every instance under load; returns each one's load.py
+    result and the monotonic times its restarts were signalled."""
+    loads = [start_load(h.port) for h in everyone]
+    try:
+        marks = {h.label: [] for h in everyone}
+        time.sleep(1)
+        for i in range(RESTARTS):
+            for h in (everyone if i % 2 == 0 else everyone[::-1]):
+                marks[h.label].append(time.monotonic())
+                h.graceful()
+            time.sleep(INTERVAL)
+        time.sleep(2)  # the last restart's children take over
+        for p in loads:
+            p.terminate()
+        return [json.loads(p.communicate()[0]) for p in loads], marks
+    finally:
+        for p in loads:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def log_problems(mpm, jailed):
+    log = jailed.error_log().splitlines()
+    problems = []
+    # Anything the prison logs above notice: a failed jailing, an OOM kill, a refused fork.
+    complaints = [line for line in log
+                  if re.search(r"\[prison:(warn|error|crit|alert|emerg)\]", line)]
+    if complaints:
+        problems.append(f"{mpm}: {len(complaints)} prison complaints in the log: {complaints[:3]}")
+    # httpd logs a child killed by a signal other than TERM, HUP, USR1 and KILL (AH00052):
+    # a seccomp kill (SIGSYS) or a crash of a jailed child.
+    killed = [line for line in log if "exit signal" in line]
+    if killed:
+        problems.append(f"{mpm}: jailed children died of a signal: {killed[:3]}")
+    return problems
 
 
 def run_mpm(mpm):
@@ -94,40 +192,37 @@ def run_mpm(mpm):
     try:
         for h in everyone:
             h.start()
-        results = {h.label: {} for h in everyone}
-        seconds = int(RESTARTS * INTERVAL) + 4
-        loads = [threading.Thread(target=load, args=(h.port, seconds, results[h.label]))
-                 for h in everyone]
-        for t in loads:
-            t.start()
-        time.sleep(1)
-        for i in range(RESTARTS):
-            for h in (everyone if i % 2 == 0 else everyone[::-1]):
-                h.graceful()
-            time.sleep(INTERVAL)
-        for t in loads:
-            t.join()
-        ra, rb, rb2 = (results[h.label] for h in everyone)
-        allowed = int(max(rb["failed"], rb2["failed"]) * 1.1) + 2
-        print(f"{mpm}: {RESTARTS} graceful restarts under load | jailed: {ra} | plain: {rb} | "
-              f"plain again: {rb2} | jailed may fail {allowed}", flush=True)
-        if ra["connect"]:
-            problems.append(f"{mpm}: {ra['connect']} connect errors with the prison")
-        if ra["non2xx"]:
-            problems.append(f"{mpm}: {ra['non2xx']} non-2xx answers with the prison")
-        if ra["failed"] > allowed:
-            verdict = (f"{mpm}: the prison failed {ra['failed']} requests, plain httpd "
-                       f"{rb['failed']} and {rb2['failed']}")
-            if os.environ.get("STRESS_STRICT") == "1":
-                problems.append(verdict)
-            else:
-                print("WARNING (fatal with STRESS_STRICT=1):", verdict, flush=True)
+        results, marks = restart_under_load(everyone)
+        print(f"{mpm}: {RESTARTS} graceful restarts under load, 8 keep-alive connections each",
+              flush=True)
+        counts = []
+        for h, name, result in zip(everyone, ("jailed", "plain", "plain again"), results):
+            summary, others = describe(result)
+            per, before = per_restart(result["failures"], marks[h.label])
+            counts.append(per)
+            print(f"  {name:12} {summary}", flush=True)
+            if h is a and others:
+                problems.append(f"{mpm}: failures other than keep-alive races with the prison: "
+                                f"{dict(others)}")
+            if h is a and before:
+                problems.append(f"{mpm}: {before} keep-alive races before any restart with the "
+                                "prison")
+        ra, rb, rb2 = counts
+        mean, se, more = excess(ra, rb, rb2)
+        print(f"  keep-alive races per restart: jailed {statistics.fmean(ra):.2f}, plain "
+              f"{statistics.fmean(rb):.2f} and {statistics.fmean(rb2):.2f}; jailed minus plain "
+              f"{mean:+.2f} (standard error {se:.2f}; fatal above {3 * se:.2f})\n"
+              f"  per restart, jailed: {ra}\n  plain:       {rb}\n  plain again: {rb2}",
+              flush=True)
+        if more:
+            problems.append(f"{mpm}: the prison lost more requests at graceful restarts than "
+                            f"plain httpd: {sum(ra)} against {sum(rb)} and {sum(rb2)}, "
+                            f"{mean:+.2f} per restart (standard error {se:.2f})")
         for h in everyone:
             if h.master is None or not Path(f"/proc/{h.master}").exists():
-                problems.append(f"{mpm}: {h.label} died during the restarts:\n{h.error_log()[-2000:]}")
-        emerg = a.error_log().count("[prison:emerg]")
-        if emerg:
-            problems.append(f"{mpm}: {emerg} prison errors in the log")
+                problems.append(f"{mpm}: {h.label} died during the restarts:\n"
+                                f"{h.error_log()[-2000:]}")
+        problems += log_problems(mpm, a)
     finally:
         for h in everyone:
             h.cleanup()
@@ -137,6 +232,8 @@ def run_mpm(mpm):
 def main():
     if os.geteuid() != 0:
         sys.exit("make stress must run as root")
+    subprocess.run([sys.executable, str(LOAD), "--self-test"], check=True)
+    self_test()
     before = state()
     problems = []
     for mpm in os.environ.get("STRESS_MPMS", "event prefork").split():
