@@ -89,7 +89,7 @@ class Httpd:
             '<Directory "/">', "    Require all granted", "</Directory>",
         ] + mpm_lines(mpm, children)
         if jailed:
-            lines += [f'PrisonDir "{prison}"', f"PrisonName bench-{label}",
+            lines += [f'PrisonDir "{prison}"', f"PrisonName bench-{label}-{os.getpid()}",
                       'DocumentRoot "/www"', 'ScriptAlias /cgi-bin/ "/cgi-bin/"'] + PRISON_LINES
         else:
             lines += [f'DocumentRoot "{prison}/www"', f'ScriptAlias /cgi-bin/ "{prison}/cgi-bin/"']
