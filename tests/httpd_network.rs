@@ -24,7 +24,16 @@ use common::netns::{
 };
 use common::{key, ok_at, Httpd, Mpm, Setup, Value};
 
-const CGROUP2: &str = "/sys/fs/cgroup/unified";
+/// The cgroup2 mount: /sys/fs/cgroup on a pure v2 host (`make test-cgroup2`), its `unified`
+/// subdirectory on a hybrid one (the project's machines).
+fn cgroup2() -> PathBuf {
+    let root = Path::new("/sys/fs/cgroup");
+    if root.join("cgroup.controllers").exists() {
+        root.to_path_buf()
+    } else {
+        root.join("unified")
+    }
+}
 
 /// A TCP and a UDP server on one address, for the probe to reach.
 struct Server {
@@ -159,7 +168,7 @@ fn cgroups_named(needle: &str) -> Vec<PathBuf> {
         }
     }
     let mut found = Vec::new();
-    walk(Path::new(CGROUP2), needle, &mut found);
+    walk(&cgroup2(), needle, &mut found);
     found
 }
 
@@ -326,7 +335,7 @@ fn with_prison_ip_every_socket_carries_the_prison_address() {
         }
         assert_eq!(cgroups.len(), 1, "one cgroup per generation: {cgroups:?}");
         let cgroup = cgroups.pop_first().unwrap_or_default();
-        let dir = Path::new(CGROUP2).join(cgroup.trim_start_matches('/'));
+        let dir = cgroup2().join(cgroup.trim_start_matches('/'));
         for (attach_type, ids) in attached_programs(&dir) {
             assert_eq!(
                 ids.len(),

@@ -2,6 +2,10 @@
 //! PrisonMemory (report and deny), PrisonProcesses (pids.max). Each check has its negative
 //! control without the directive. Every cgroup a test creates is removed afterwards, also
 //! when it fails ([`CgroupGuard`]).
+//!
+//! The same tests run on both layouts: v1 controllers (the project's hybrid machines) and a
+//! pure cgroup v2 hierarchy (`make test-cgroup2`, in a qemu guest). Paths and control files
+//! are named the v1 way and translated on v2 ([`hierarchy`], [`control`]).
 
 mod common;
 
@@ -18,6 +22,46 @@ const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 /// httpd's monitor hook runs about every ten seconds; give it three chances.
 const MONITOR_PATIENCE: Duration = Duration::from_secs(35);
+
+/// Whether this host has one unified (v2) hierarchy at [`CGROUP_ROOT`] rather than v1
+/// controllers (a hybrid host's cgroup2 mount lives in a subdirectory).
+fn unified() -> bool {
+    Path::new(CGROUP_ROOT).join("cgroup.controllers").exists()
+}
+
+/// Where `controller`'s hierarchy is mounted.
+fn hierarchy(controller: &str) -> PathBuf {
+    if unified() {
+        PathBuf::from(CGROUP_ROOT)
+    } else {
+        Path::new(CGROUP_ROOT).join(controller)
+    }
+}
+
+/// Where the module makes the prison's cgroups for an httpd this test starts (httpd's own
+/// cgroup is the test's): under it on v1, beside it in its delegated parent on v2 (unless it is
+/// the root).
+fn prison_parent(controller: &str) -> PathBuf {
+    let own = cgroup_of(std::process::id() as i32, controller);
+    let own = hierarchy(controller).join(own.trim_start_matches('/'));
+    match own.parent() {
+        Some(parent) if unified() && own != Path::new(CGROUP_ROOT) => parent.to_path_buf(),
+        _ => own,
+    }
+}
+
+/// A control file, named the v1 way, under its name on this host.
+fn control_file(v1: &'static str) -> &'static str {
+    match v1 {
+        _ if !unified() => v1,
+        "memory.limit_in_bytes" => "memory.max",
+        "memory.usage_in_bytes" => "memory.current",
+        // Both count the OOM kills as a line `oom_kill N`.
+        "memory.oom_control" => "memory.events",
+        // cpuset.cpus, pids.max and pids.events are the same on v2.
+        same => same,
+    }
+}
 
 /// Every cgroup directory on the host named for `prison` (`prison-<name>.<n>`), at any depth.
 fn prison_cgroups(prison: &str) -> BTreeSet<PathBuf> {
@@ -82,25 +126,29 @@ fn start(mpm: Mpm, lines: &[&str]) -> (CgroupGuard, Httpd) {
     (guard, httpd)
 }
 
-/// The cgroup path of `pid` in the v1 hierarchy of `controller` (from /proc/PID/cgroup).
+/// The cgroup path of `pid` in the hierarchy of `controller` (from /proc/PID/cgroup).
 fn cgroup_of(pid: i32, controller: &str) -> String {
+    let unified = unified();
     fs::read_to_string(format!("/proc/{pid}/cgroup"))
         .unwrap_or_default()
         .lines()
         .find_map(|line| {
             let mut fields = line.splitn(3, ':');
             let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
-            controllers
-                .split(',')
-                .any(|c| c == controller)
-                .then(|| path.to_owned())
+            // v2's one line is `0::/path`, with no controller list.
+            let here = if unified {
+                controllers.is_empty()
+            } else {
+                controllers.split(',').any(|c| c == controller)
+            };
+            here.then(|| path.to_owned())
         })
         .unwrap_or_default()
 }
 
 /// The prison's cgroup directory in the hierarchy of `controller` (exactly one).
 fn prison_dir(httpd: &Httpd, controller: &str) -> PathBuf {
-    let mount = Path::new(CGROUP_ROOT).join(controller);
+    let mount = hierarchy(controller);
     let dirs: Vec<PathBuf> = prison_cgroups(&httpd.name)
         .into_iter()
         .filter(|d| d.starts_with(&mount))
@@ -114,7 +162,19 @@ fn prison_dir(httpd: &Httpd, controller: &str) -> PathBuf {
     dirs[0].clone()
 }
 
-fn control(dir: &Path, file: &str) -> String {
+/// Generation `n`'s cgroup directory in the hierarchy of `controller`.
+fn generation_dir(httpd: &Httpd, controller: &str, n: u32) -> PathBuf {
+    let leaf = format!("prison-{}.{n}", httpd.name);
+    let mount = hierarchy(controller);
+    prison_cgroups(&httpd.name)
+        .into_iter()
+        .find(|d| d.starts_with(&mount) && d.ends_with(&leaf))
+        .unwrap_or_else(|| panic!("no {leaf} under {}", mount.display()))
+}
+
+/// A control file's content, by its v1 name ([`control_file`]).
+fn control(dir: &Path, file: &'static str) -> String {
+    let file = control_file(file);
     fs::read_to_string(dir.join(file))
         .unwrap_or_else(|e| panic!("reading {}/{file}: {e}", dir.display()))
         .trim()
@@ -357,18 +417,13 @@ fn a_graceful_restart_applies_changed_limits_to_the_new_generation_only() {
     fs::write(&httpd.conf, conf).expect("writing httpd.conf");
     httpd.graceful();
 
-    let second = Path::new(CGROUP_ROOT)
-        .join("pids")
-        .join(format!("prison-{}.2", httpd.name));
-    assert_eq!(control(&second, "pids.max"), "200");
-    let cpuset = Path::new(CGROUP_ROOT)
-        .join("cpuset")
-        .join(format!("prison-{}.2", httpd.name));
+    assert_eq!(
+        control(&generation_dir(&httpd, "pids", 2), "pids.max"),
+        "200"
+    );
+    let cpuset = generation_dir(&httpd, "cpuset", 2);
     assert_eq!(control(&cpuset, "cpuset.cpus"), "0");
-    let memory = old_memory
-        .parent()
-        .expect("a parent cgroup")
-        .join(format!("prison-{}.2", httpd.name));
+    let memory = generation_dir(&httpd, "memory", 2);
     assert_eq!(
         control(&memory, "memory.limit_in_bytes"),
         (256u64 << 20).to_string()
@@ -419,9 +474,7 @@ fn a_graceful_restart_applies_changed_limits_to_the_new_generation_only() {
 fn stale_cgroups_of_a_crashed_run_are_removed_at_start() {
     let mut httpd = Httpd::new(Setup::new(Mpm::Event).line("PrisonProcesses 100"));
     let _guard = CgroupGuard(httpd.name.clone());
-    let stale = Path::new(CGROUP_ROOT)
-        .join("pids")
-        .join(format!("prison-{}.7", httpd.name));
+    let stale = prison_parent("pids").join(format!("prison-{}.7", httpd.name));
     fs::create_dir(&stale).expect("creating a stale cgroup");
     httpd.start();
     assert!(!stale.exists(), "the stale cgroup survived the start");
