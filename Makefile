@@ -8,6 +8,7 @@
 #   make bench                benchmarks: jailed vs unjailed httpd, as ratios (as root)
 #   make fuzz                 fuzz every directive parser (FUZZ_SECONDS each)
 #   make stress               graceful restarts under load, jailed vs plain (as root)
+#   make test-cgroup2         the httpd tests again in a qemu guest with pure cgroup v2 (as root)
 #   make check-freebsd        type-check the FreeBSD backend
 #   PARANOID=0                build without the PARANOID checks
 
@@ -20,7 +21,7 @@ FREEBSD  := x86_64-unknown-freebsd
 
 export APXS
 
-.PHONY: all build install deps demo test lint check-freebsd bench fuzz stress clean
+.PHONY: all build install deps demo test test-cgroup2 lint check-freebsd bench fuzz stress clean
 
 all: build
 
@@ -76,3 +77,7 @@ fuzz:
 
 stress: build
 	python3 tests/stress/stress.py
+
+# Debian's kernel under qemu (software emulation) with only cgroup2 mounted; see tests/cgroup2.
+test-cgroup2:
+	bash tests/cgroup2/test
