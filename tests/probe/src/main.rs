@@ -134,6 +134,9 @@ fn run(cgi: bool) -> String {
     insert_keyed(&mut answer, "socket", &request.socket, |k| {
         net::open_kind(k)
     });
+    insert_keyed(&mut answer, "abstract", &request.abstract_unix, |n| {
+        net::connect_abstract(n)
+    });
     if !request.resolve.is_empty() {
         let mut results = Object::new();
         for name in &request.resolve {

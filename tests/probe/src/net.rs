@@ -29,6 +29,17 @@ pub fn connect_tcp(target: &str) -> Outcome {
     }
 }
 
+/// `abstract=name`: connect to the abstract unix socket `name`. Abstract sockets belong to a
+/// network namespace, not to the file system, so only Landlock's scope (ABI 6) keeps a prison
+/// that shares the host's network namespace (PrisonIP) from a host server's.
+pub fn connect_abstract(name: &str) -> Outcome {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixStream};
+    let address = SocketAddr::from_abstract_name(name.as_bytes())?;
+    UnixStream::connect_addr(&address)?;
+    Ok(Object::new().with("name", name))
+}
+
 /// `udp=ip:port`: send one datagram ("probe") without connecting the socket.
 ///
 /// The kernel picks the source address per datagram, so `local` shows the address the socket

@@ -92,6 +92,8 @@ pub struct Request {
     pub udp: Vec<String>,
     pub bind: Vec<String>,
     pub socket: Vec<String>,
+    /// `abstract=name`: connect to the abstract unix socket `name`.
+    pub abstract_unix: Vec<String>,
     pub resolve: Vec<String>,
     pub exec: Vec<Vec<u8>>,
     pub namespaces: bool,
@@ -128,6 +130,7 @@ impl Request {
                 b"udp" => push_unique(&mut request.udp, lossy(&value)),
                 b"bind" => push_unique(&mut request.bind, lossy(&value)),
                 b"socket" => push_unique(&mut request.socket, lossy(&value)),
+                b"abstract" => push_unique(&mut request.abstract_unix, lossy(&value)),
                 b"resolve" => push_unique(&mut request.resolve, lossy(&value)),
                 b"ns" => request.namespaces = flag(&value),
                 b"widen" => request.widen = flag(&value),
@@ -247,8 +250,10 @@ mod tests {
     fn request_collects_repeatable_keys_in_order_without_duplicates() {
         let r = Request::from_pairs(parse_query(
             b"read=/b&read=/a&read=/b&connect=127.0.0.1:1&connect=[::1]:2&udp=10.0.0.1:53\
-              &resolve=localhost&ls=/&exec=/bin/true&bind=0.0.0.0:0%2F127.0.0.1:1&socket=raw4",
+              &resolve=localhost&ls=/&exec=/bin/true&bind=0.0.0.0:0%2F127.0.0.1:1&socket=raw4\
+              &abstract=srv&abstract=srv",
         ));
+        assert_eq!(r.abstract_unix, vec!["srv"]);
         assert_eq!(r.bind, vec!["0.0.0.0:0/127.0.0.1:1"]);
         assert_eq!(r.socket, vec!["raw4"]);
         assert_eq!(r.read, vec![b"/b".to_vec(), b"/a".to_vec()]);
