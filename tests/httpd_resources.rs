@@ -519,3 +519,97 @@ fn a_child_that_cannot_join_the_cgroups_never_serves() {
         sleep(Duration::from_millis(100));
     }
 }
+
+/// A cgroup made for one test, with its subgroups, removed when dropped.
+struct TestCgroup(PathBuf);
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        // httpd's last processes may still be on their way out.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Ok(entries) = fs::read_dir(&self.0) {
+                for entry in entries.flatten().filter(|e| e.path().is_dir()) {
+                    let _ = fs::remove_dir(entry.path());
+                }
+            }
+            if fs::remove_dir(&self.0).is_ok() || Instant::now() > deadline {
+                return;
+            }
+            sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Marks `dir` as delegated, as systemd's Delegate=yes does.
+fn mark_delegated(dir: &Path) {
+    let path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).expect("a path");
+    // SAFETY: both strings are NUL-terminated and the value is valid for its length.
+    let ret = unsafe {
+        libc::setxattr(
+            path.as_ptr(),
+            c"trusted.delegate".as_ptr(),
+            b"1".as_ptr().cast(),
+            1,
+            0,
+        )
+    };
+    assert_eq!(
+        ret,
+        0,
+        "{}: {}",
+        dir.display(),
+        std::io::Error::last_os_error()
+    );
+}
+
+/// On cgroup v2 the prison's cgroup goes beside httpd's own, in a parent delegated to httpd
+/// (systemd: Delegate=yes, DelegateSubgroup=main). An httpd whose cgroup nobody delegated, or
+/// that runs in a delegated cgroup itself, never starts, and the log names the fix. Every
+/// other test of `make test-cgroup2` is the control: there httpd runs in a delegated unit's
+/// leaf. Only a pure v2 host shows this; elsewhere the test says so and passes.
+#[test]
+fn on_cgroup2_an_undelegated_cgroup_is_refused_naming_the_fix() {
+    if !unified() {
+        eprintln!("skipped: {CGROUP_ROOT} is not a pure cgroup v2 hierarchy (make test-cgroup2)");
+        return;
+    }
+    // Nobody delegated this one; its subgroups are where httpd starts.
+    let outer =
+        TestCgroup(prison_parent("pids").join(format!("undelegated-{}", std::process::id())));
+    let (plain, unit) = (outer.0.join("main"), outer.0.join("unit"));
+    for dir in [&plain, &unit] {
+        fs::create_dir_all(dir).expect("creating a test cgroup");
+    }
+    mark_delegated(&unit);
+    let cases = [
+        (
+            &plain,
+            "is not delegated to httpd",
+            "Delegate=yes and DelegateSubgroup=main",
+        ),
+        (
+            &unit,
+            "runs in its delegated cgroup",
+            "DelegateSubgroup=main",
+        ),
+    ];
+    for (dir, why, fix) in cases {
+        let mut httpd = Httpd::new(
+            Setup::new(Mpm::Event)
+                .line("PrisonProcesses 100")
+                .cgroup(dir),
+        );
+        let _guard = CgroupGuard(httpd.name.clone());
+        let err = httpd
+            .try_start()
+            .map(|()| format!("httpd served from {}", dir.display()))
+            .expect_err("httpd served from a cgroup that is not delegated to it");
+        assert!(
+            err.contains(why) && err.contains(fix),
+            "{}: {err}",
+            dir.display()
+        );
+        assert!(prison_cgroups(&httpd.name).is_empty(), "{err}");
+    }
+}

@@ -248,6 +248,8 @@ pub struct Setup {
     pub faults: Option<String>,
     /// PrisonName; a unique one when unset.
     pub name: Option<String>,
+    /// A cgroup v2 directory that `apache2 -k start` joins before it runs (else the test's).
+    pub cgroup: Option<PathBuf>,
 }
 
 impl Setup {
@@ -258,6 +260,7 @@ impl Setup {
             lines: Vec::new(),
             faults: None,
             name: None,
+            cgroup: None,
         }
     }
 
@@ -270,6 +273,12 @@ impl Setup {
     /// Makes the named setup steps fail (comma-separated; see src/jail/fault.rs).
     pub fn fault(mut self, steps: &str) -> Self {
         self.faults = Some(steps.to_owned());
+        self
+    }
+
+    /// Starts httpd in the cgroup v2 directory `dir`.
+    pub fn cgroup(mut self, dir: &Path) -> Self {
+        self.cgroup = Some(dir.to_owned());
         self
     }
 
@@ -424,6 +433,31 @@ impl Httpd {
         let mut command = Command::new("apache2");
         if let Some(faults) = &self.setup.faults {
             command.env("PRISON_FAULT", faults);
+        }
+        // Opened here, written between fork and exec: only a write(2) happens in the child.
+        let procs = self
+            .setup
+            .cgroup
+            .as_ref()
+            .filter(|_| args == ["-k", "start"])
+            .map(|dir| {
+                fs::OpenOptions::new()
+                    .write(true)
+                    .open(dir.join("cgroup.procs"))
+                    .unwrap_or_else(|e| panic!("opening {}/cgroup.procs: {e}", dir.display()))
+            });
+        if let Some(procs) = procs.as_ref().map(std::os::fd::AsRawFd::as_raw_fd) {
+            // SAFETY: the closure only calls write(2), which is async-signal-safe, on a
+            // descriptor that stays open until `output` returns.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
+                    if libc::write(procs, b"0".as_ptr().cast(), 1) == 1 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
         }
         command
             .arg("-T")
