@@ -517,12 +517,20 @@ impl Httpd {
                 }
             } else if self.master.is_some() {
                 return Err(failure("httpd exited after starting", self));
+            } else if started.elapsed() > Duration::from_secs(1) && !self.any_process() {
+                return Err(failure("httpd exited before it wrote its pid file", self));
             }
             if started.elapsed() > PATIENCE {
                 return Err(failure("httpd did not serve / in time", self));
             }
             sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Whether any process runs with this instance's httpd.conf.
+    fn any_process(&self) -> bool {
+        let conf = self.conf.to_string_lossy();
+        pids().any(|pid| alive(pid) && cmdline(pid).contains(conf.as_ref()))
     }
 
     pub fn start(&mut self) {
