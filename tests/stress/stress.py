@@ -12,8 +12,11 @@ timeout, non-2xx) from the jailed httpd is fatal, and so is a child killed by a 
 
 The race count is a random number with a wide spread (plain against plain differs by up to
 2x in one run), so "A fails no more than B" is judged per restart: d_i = A_i - (B_i + B2_i)/2 over
-the restarts, fatal if its mean is above 3 standard errors (one-sided, a false alarm about once in
-700 runs for a prison that adds nothing). The per-restart numbers and the estimate are printed.
+the restarts, fatal if its mean is above SIGMAS standard errors. Within a run the restarts are
+nearly independent (lag-1 autocorrelation about +-0.1), but whole runs differ by more than their
+standard error (event: run means from -0.5 to +0.9 per restart, standard errors about 0.37),
+so the bar is 4 standard errors rather than 3: a false alarm about once in 300 runs for a prison
+that adds nothing. The per-restart numbers and the estimate are printed.
 Afterwards no namespace, mount, prison cgroup or BPF program may be left.
 """
 
@@ -37,6 +40,8 @@ from httpd import Httpd, pids  # noqa: E402
 # Twice the 50 restarts the issue asks for: the per-restart comparison needs the numbers.
 RESTARTS = int(os.environ.get("STRESS_RESTARTS", "100"))
 INTERVAL = 0.6
+# How many standard errors of excess races make a run fail (see the module's docstring).
+SIGMAS = 4
 
 
 def namespaces():
@@ -112,11 +117,11 @@ def per_restart(failures, marks):
 
 def excess(a, b, b2):
     """A's races per restart above the mean of B's and B2's: (mean, standard error, whether
-    the mean is above 3 standard errors, i.e. A loses more)."""
+    the mean is above SIGMAS standard errors, i.e. A loses more)."""
     d = [x - (y + z) / 2 for x, y, z in zip(a, b, b2)]
     mean = statistics.fmean(d)
     se = statistics.stdev(d) / math.sqrt(len(d))
-    return mean, se, mean > 3 * se
+    return mean, se, mean > SIGMAS * se
 
 
 def self_test():
@@ -211,7 +216,7 @@ def run_mpm(mpm):
         mean, se, more = excess(ra, rb, rb2)
         print(f"  keep-alive races per restart: jailed {statistics.fmean(ra):.2f}, plain "
               f"{statistics.fmean(rb):.2f} and {statistics.fmean(rb2):.2f}; jailed minus plain "
-              f"{mean:+.2f} (standard error {se:.2f}; fatal above {3 * se:.2f})\n"
+              f"{mean:+.2f} (standard error {se:.2f}; fatal above {SIGMAS * se:.2f})\n"
               f"  per restart, jailed: {ra}\n  plain:       {rb}\n  plain again: {rb2}",
               flush=True)
         if more:
