@@ -62,7 +62,9 @@ def mpm_lines(mpm, children):
 class Httpd:
     """One httpd under /tmp/mod_prison-bench.*; jailed or not, same files, same MPM."""
 
-    def __init__(self, label, jailed, mpm="event", children=2):
+    def __init__(self, label, jailed, mpm="event", children=2, chroot=False):
+        """`chroot`: an unjailed httpd that serves the same paths as the jailed one (mod_unixd's
+        ChrootDir into the same tree), so the two do the same work per request."""
         self.label, self.jailed = label, jailed
         self.root = Path(f"/tmp/mod_prison-tool.{os.getpid()}.{label}")
         shutil.rmtree(self.root, ignore_errors=True)
@@ -91,6 +93,9 @@ class Httpd:
         if jailed:
             lines += [f'PrisonDir "{prison}"', f"PrisonName bench-{label}-{os.getpid()}",
                       'DocumentRoot "/www"', 'ScriptAlias /cgi-bin/ "/cgi-bin/"'] + PRISON_LINES
+        elif chroot:
+            lines += [f'ChrootDir "{prison}"', 'DocumentRoot "/www"',
+                      'ScriptAlias /cgi-bin/ "/cgi-bin/"']
         else:
             lines += [f'DocumentRoot "{prison}/www"', f'ScriptAlias /cgi-bin/ "{prison}/cgi-bin/"']
         self.conf = self.root / "httpd.conf"

@@ -64,6 +64,52 @@ impl NameClaim {
     pub fn raw_fd(&self) -> RawFd {
         self.0.as_raw_fd()
     }
+
+    /// Restart: keeps the descriptor open past this generation (the process pool's carry
+    /// names it). Re-claiming would race with a child forked just before the restart, which
+    /// holds a copy until its attach closes it.
+    pub fn hand_over(self) -> RawFd {
+        std::os::fd::IntoRawFd::into_raw_fd(self.0)
+    }
+
+    /// The next generation: takes back the descriptor `fd` a predecessor handed over if it
+    /// still is this process's claim on `name`, else claims `name` anew. A carried claim on
+    /// another name is released. A descriptor that is not a claim is left alone: its number
+    /// may have been reused.
+    pub fn take_over(fd: RawFd, carried: &str, name: &str) -> Result<Self, SetupError> {
+        if bound_to(fd, carried) {
+            // SAFETY: `fd` is open and is the claim socket a predecessor of this process handed
+            // over (checked above); from here this generation owns it.
+            let claim = Self(unsafe { OwnedFd::from_raw_fd(fd) });
+            if carried == name {
+                return Ok(claim);
+            }
+        }
+        Self::claim(name)
+    }
+}
+
+/// A handed-over claim nobody takes over (the next generation has no prison): released.
+pub fn release_carried(fd: RawFd, name: &str) {
+    if bound_to(fd, name) {
+        // SAFETY: `fd` is this process's claim socket on `name` (checked above), unowned since
+        // `hand_over`.
+        drop(unsafe { OwnedFd::from_raw_fd(fd) });
+    }
+}
+
+/// Whether `fd` is a unix socket bound to the claim address of `name`.
+fn bound_to(fd: RawFd, name: &str) -> bool {
+    let (want, want_len) = address(name);
+    // SAFETY: an all-zero sockaddr_un is valid (empty path).
+    let mut got: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+    // SAFETY: getsockname writes at most `len` bytes into `got`; a bad fd gives an error.
+    let ret = unsafe { libc::getsockname(fd, (&raw mut got).cast(), &mut len) };
+    ret == 0
+        && len == want_len
+        && got.sun_family == want.sun_family
+        && got.sun_path[..] == want.sun_path[..]
 }
 
 #[cfg(test)]
@@ -78,6 +124,44 @@ mod tests {
         assert!(err.to_string().contains("already uses PrisonName"), "{err}");
         drop(first);
         NameClaim::claim(&name).expect("claim after release");
+    }
+
+    #[test]
+    fn a_handed_over_claim_is_taken_over_and_never_released_in_between() {
+        let name = format!("unit-hand-{}", std::process::id());
+        let fd = NameClaim::claim(&name).expect("first claim").hand_over();
+        // Handed over, the name stays taken.
+        assert!(NameClaim::claim(&name).is_err());
+        let claim = NameClaim::take_over(fd, &name, &name).expect("take over");
+        assert_eq!(claim.raw_fd(), fd);
+        drop(claim);
+        NameClaim::claim(&name).expect("claim after release");
+    }
+
+    #[test]
+    fn a_carried_claim_on_another_name_is_released_and_the_new_name_claimed() {
+        let (old, new) = (
+            format!("unit-old-{}", std::process::id()),
+            format!("unit-new-{}", std::process::id()),
+        );
+        let fd = NameClaim::claim(&old).expect("old").hand_over();
+        let claim = NameClaim::take_over(fd, &old, &new).expect("new name");
+        NameClaim::claim(&old).expect("the old name is free again");
+        assert!(NameClaim::claim(&new).is_err(), "the new name is held");
+        drop(claim);
+    }
+
+    #[test]
+    fn a_descriptor_that_is_no_claim_is_left_alone() {
+        let name = format!("unit-alone-{}", std::process::id());
+        let file = std::fs::File::open("/dev/null").expect("/dev/null");
+        let claim = NameClaim::take_over(file.as_raw_fd(), &name, &name).expect("fresh claim");
+        assert_ne!(claim.raw_fd(), file.as_raw_fd());
+        // Still open: a read of /dev/null gives 0 bytes, not EBADF.
+        assert_eq!(
+            std::io::Read::read(&mut &file, &mut [0u8; 1]).expect("read"),
+            0
+        );
     }
 
     #[test]

@@ -70,12 +70,19 @@ impl Prepared {
         })?;
         super::fault::inject("build")?;
         let security = Restrictions::build(prison.security, &prison.dir)?;
-        let claim = claim::NameClaim::claim(&name)?;
+        let carry = Carry::parse(carry.unwrap_or_default());
+        let claim = match &carry.claim {
+            Some((fd, carried)) => claim::NameClaim::take_over(*fd, carried, &name)?,
+            None => claim::NameClaim::claim(&name)?,
+        };
         // Limits (and PrisonIP's programs) are in place before the holder starts: no child
         // can exist outside them, and a prison whose address cannot be enforced is never built.
-        // The carry is the previous generation's cgroup leaf (see `release`).
-        let mut cgroups =
-            Cgroups::create_after(&name, &Limits::of(prison), Path::new("/proc"), carry)?;
+        let mut cgroups = Cgroups::create_after(
+            &name,
+            &Limits::of(prison),
+            Path::new("/proc"),
+            carry.leaf.as_deref(),
+        )?;
         if prison.ip.is_set() {
             if let Err(e) = attach_network_programs(&mut cgroups, prison) {
                 let _ = cgroups.teardown();
@@ -188,16 +195,26 @@ impl Prepared {
 
     /// Parent: the generation's configuration is torn down (restart). Old children keep their
     /// namespaces and cgroups alive; the parent drops its references, and the next
-    /// generation's monitor removes the old cgroups once they are empty. The carry is this
-    /// generation's cgroup leaf: children forked just before the restart may still be joining
-    /// it, so the next build must not remove it even if it looks empty.
+    /// generation's monitor removes the old cgroups once they are empty. Children forked just
+    /// before the restart may still be on their way in, so the carry hands over what they still
+    /// hold: this generation's cgroup leaf (the next build must not remove it even if it looks
+    /// empty) and the PrisonName claim (their copy closes only in attach, so a fresh claim
+    /// could find the name taken).
     pub fn release(self) -> Option<String> {
-        self.cgroups.leaf().map(str::to_owned)
+        let carry = Carry {
+            leaf: self.cgroups.leaf().map(str::to_owned),
+            claim: Some((self.claim.hand_over(), self.name)),
+        };
+        Some(carry.to_string())
     }
 
     /// A carry the next generation does not use (the module stays loaded without a prison):
-    /// the old cgroups are removed by teardown at exit, nothing to do now.
-    pub fn retire(_carry: &str) {}
+    /// the claim is released; the old cgroups are removed by teardown at exit.
+    pub fn retire(carry: &str) {
+        if let Some((fd, name)) = Carry::parse(carry).claim {
+            claim::release_carried(fd, &name);
+        }
+    }
 
     /// Parent, periodically (httpd's monitor hook): the prison's resource events (memory
     /// report crossings, OOM kills, refused forks), one line each for the error log.
@@ -209,6 +226,45 @@ impl Prepared {
     /// removed. Returns what could not be cleaned up, for the error log.
     pub fn teardown(self) -> Vec<String> {
         self.cgroups.teardown()
+    }
+}
+
+/// What a generation hands the next at a graceful restart, as text in the process pool: one
+/// `leaf=<cgroup leaf>` and one `claim=<fd> <PrisonName>` line. A line of neither form is a bare
+/// leaf (the carry of a module built before the claim was carried).
+#[derive(Debug, Default, PartialEq)]
+struct Carry {
+    leaf: Option<String>,
+    claim: Option<(RawFd, String)>,
+}
+
+impl Carry {
+    fn parse(text: &str) -> Self {
+        let mut carry = Carry::default();
+        for line in text.lines().filter(|l| !l.is_empty()) {
+            if let Some(leaf) = line.strip_prefix("leaf=") {
+                carry.leaf = Some(leaf.to_owned());
+            } else if let Some(claim) = line.strip_prefix("claim=") {
+                carry.claim = claim
+                    .split_once(' ')
+                    .and_then(|(fd, name)| Some((fd.parse().ok()?, name.to_owned())));
+            } else {
+                carry.leaf = Some(line.to_owned());
+            }
+        }
+        carry
+    }
+}
+
+impl std::fmt::Display for Carry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(leaf) = &self.leaf {
+            writeln!(f, "leaf={leaf}")?;
+        }
+        if let Some((fd, name)) = &self.claim {
+            writeln!(f, "claim={fd} {name}")?;
+        }
+        Ok(())
     }
 }
 
@@ -229,4 +285,29 @@ fn join(fd: &OwnedFd, kind: libc::c_int, what: &str) -> Result<(), SetupError> {
         format!("joining the prison's {what} namespace")
     })
     .map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Carry;
+
+    #[test]
+    fn a_carry_reads_back_what_it_wrote() {
+        let carry = Carry {
+            leaf: Some("prison-web.3".into()),
+            claim: Some((7, "web".into())),
+        };
+        assert_eq!(carry.to_string(), "leaf=prison-web.3\nclaim=7 web\n");
+        assert_eq!(Carry::parse(&carry.to_string()), carry);
+        assert_eq!(Carry::parse(""), Carry::default());
+    }
+
+    #[test]
+    fn an_older_modules_carry_is_a_bare_leaf_and_a_bad_claim_is_none() {
+        let old = Carry::parse("prison-web.3");
+        assert_eq!(old.leaf.as_deref(), Some("prison-web.3"));
+        assert_eq!(old.claim, None);
+        assert_eq!(Carry::parse("claim=x web").claim, None);
+        assert_eq!(Carry::parse("claim=7").claim, None);
+    }
 }
