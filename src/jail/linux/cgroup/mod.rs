@@ -193,10 +193,9 @@ impl Cgroups {
         Ok(self.layout.get_or_insert_with(Layout::default))
     }
 
-    /// The next free generation under all `bases`, after removing the empty cgroups of earlier
-    /// generations (an old generation whose children are gone, or a crashed httpd's).
     /// The next generation's leaf, after removing the empty cgroups of earlier generations
-    /// (stale ones of a crashed run among them), except the predecessor's.
+    /// (stale ones of a crashed run among them), except the predecessor's. One that still holds
+    /// tasks (children orphaned by a crash) stays, and the new leaf is numbered past it.
     fn next_leaf(&self, bases: &[PathBuf]) -> String {
         let last = bases
             .iter()
