@@ -343,23 +343,7 @@ fn two_prisons_side_by_side_and_one_name_only_once() {
 fn after_kill_9_of_httpd_the_next_start_serves_jailed() {
     let mut httpd = Httpd::new(Setup::new(Mpm::Event));
     httpd.start();
-    let mut victims = httpd.children();
-    victims.push(httpd.master());
-    for pid in victims {
-        // SAFETY: kill has no memory-safety preconditions.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    }
-    let started = std::time::Instant::now();
-    while !httpd.jailed_processes().is_empty()
-        && started.elapsed() < std::time::Duration::from_secs(10)
-    {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    assert!(
-        httpd.jailed_processes().is_empty(),
-        "jailed processes outlived kill -9"
-    );
-    let _ = fs::remove_file(httpd.root.join("httpd.pid"));
+    httpd.crash();
     httpd.start();
     assert_children_jailed(&httpd);
     httpd.stop_cleanly();

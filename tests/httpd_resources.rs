@@ -1,7 +1,7 @@
 //! Resource limits on a real httpd (issue 5), on this host's cgroups: PrisonCPU (a cpuset),
 //! PrisonMemory (report and deny), PrisonProcesses (pids.max). Each check has its negative
 //! control without the directive. Every cgroup a test creates is removed afterwards, also
-//! when it fails ([`CgroupGuard`]).
+//! when it fails (the harness's drop).
 //!
 //! The same tests run on both layouts: v1 controllers (the project's hybrid machines) and a
 //! pure cgroup v2 hierarchy (`make test-cgroup2`, in a qemu guest). Paths and control files
@@ -15,10 +15,7 @@ use std::path::{Path, PathBuf};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use common::{str_at, Httpd, Mpm, Setup, Value};
-
-/// Where the cgroup filesystems are mounted on the test hosts.
-const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+use common::{prison_cgroups, str_at, Httpd, Mpm, Setup, Value, CGROUP_ROOT};
 
 /// httpd's monitor hook runs about every ten seconds; give it three chances.
 const MONITOR_PATIENCE: Duration = Duration::from_secs(35);
@@ -63,67 +60,15 @@ fn control_file(v1: &'static str) -> &'static str {
     }
 }
 
-/// Every cgroup directory on the host named for `prison` (`prison-<name>.<n>`), at any depth.
-fn prison_cgroups(prison: &str) -> BTreeSet<PathBuf> {
-    let prefix = format!("prison-{prison}.");
-    let mut found = BTreeSet::new();
-    let mut todo = vec![PathBuf::from(CGROUP_ROOT)];
-    while let Some(dir) = todo.pop() {
-        let Ok(entries) = fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            // Cgroups are directories; control files are not, and no symlinks are followed.
-            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
-                continue;
-            }
-            let path = entry.path();
-            if entry.file_name().to_string_lossy().starts_with(&prefix) {
-                found.insert(path.clone());
-            }
-            todo.push(path);
-        }
-    }
-    found
-}
-
-/// Removes the prison's cgroups when dropped (after the httpd: declare it first), killing any
-/// task still inside: a failed test leaves nothing behind.
-struct CgroupGuard(String);
-
-impl Drop for CgroupGuard {
-    fn drop(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let left = prison_cgroups(&self.0);
-            if left.is_empty() || Instant::now() > deadline {
-                return;
-            }
-            // Deepest first.
-            for dir in left.iter().rev() {
-                let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
-                for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-                    // SAFETY: kill has no memory-safety preconditions; only tasks of the test's
-                    // own prison cgroup are killed.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                }
-                let _ = fs::remove_dir(dir);
-            }
-            sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-/// A started httpd with `lines`, and the guard for its cgroups.
-fn start(mpm: Mpm, lines: &[&str]) -> (CgroupGuard, Httpd) {
+/// A started httpd with `lines`.
+fn start(mpm: Mpm, lines: &[&str]) -> Httpd {
     let mut setup = Setup::new(mpm);
     for line in lines {
         setup = setup.line(*line);
     }
     let mut httpd = Httpd::new(setup);
-    let guard = CgroupGuard(httpd.name.clone());
     httpd.start();
-    (guard, httpd)
+    httpd
 }
 
 /// The cgroup path of `pid` in the hierarchy of `controller` (from /proc/PID/cgroup).
@@ -203,7 +148,7 @@ fn every_child_and_cgi_is_in_the_prisons_cgroups_and_they_vanish_at_stop() {
 
 fn in_the_prisons_cgroups_until_stop(mpm: Mpm) {
     let before = BTreeSet::new();
-    let (_guard, mut httpd) = start(
+    let mut httpd = start(
         mpm,
         &["PrisonCPU 1", "PrisonMemory 512M 1G", "PrisonProcesses 500"],
     );
@@ -267,7 +212,7 @@ fn in_the_prisons_cgroups_until_stop(mpm: Mpm) {
 
 #[test]
 fn without_limits_no_cgroup_is_made_and_a_cgi_may_take_every_cpu() {
-    let (_guard, mut httpd) = start(Mpm::Event, &[]);
+    let mut httpd = start(Mpm::Event, &[]);
     assert_eq!(prison_cgroups(&httpd.name), BTreeSet::new());
     let probe = httpd.probe("widen=1");
     assert_eq!(
@@ -288,7 +233,7 @@ fn without_limits_no_cgroup_is_made_and_a_cgi_may_take_every_cpu() {
 fn memory_report_is_logged_once_per_crossing_and_deny_kills_only_the_hog() {
     const REPORT: &str = "crossing the PrisonMemory report threshold";
     const OOM: &str = "out of memory, the kernel killed";
-    let (_guard, mut httpd) = start(Mpm::Event, &["PrisonMemory 40M 96M"]);
+    let mut httpd = start(Mpm::Event, &["PrisonMemory 40M 96M"]);
     let memory = prison_dir(&httpd, "memory");
     let idle: u64 = control(&memory, "memory.usage_in_bytes").parse().unwrap();
     assert!(idle < 40 << 20, "the prison already uses {idle} bytes idle");
@@ -338,7 +283,7 @@ fn memory_report_is_logged_once_per_crossing_and_deny_kills_only_the_hog() {
 
 #[test]
 fn without_prison_memory_a_cgi_may_allocate_past_the_limit_others_get() {
-    let (_guard, mut httpd) = start(Mpm::Event, &[]);
+    let mut httpd = start(Mpm::Event, &[]);
     let probe = httpd.probe("alloc=300M");
     assert_eq!(
         probe.pointer("/alloc/ok"),
@@ -351,7 +296,7 @@ fn without_prison_memory_a_cgi_may_allocate_past_the_limit_others_get() {
 
 #[test]
 fn a_fork_bomb_stops_at_prison_processes_and_the_server_keeps_serving() {
-    let (_guard, mut httpd) = start(Mpm::Event, &["PrisonProcesses 40"]);
+    let mut httpd = start(Mpm::Event, &["PrisonProcesses 40"]);
     let pids = prison_dir(&httpd, "pids");
     let probe = httpd.probe("fork=200");
     let forked = probe
@@ -381,7 +326,7 @@ fn a_fork_bomb_stops_at_prison_processes_and_the_server_keeps_serving() {
 
 #[test]
 fn without_prison_processes_the_same_fork_bomb_runs_to_the_end() {
-    let (_guard, mut httpd) = start(Mpm::Event, &[]);
+    let mut httpd = start(Mpm::Event, &[]);
     let probe = httpd.probe("fork=200");
     assert_eq!(
         probe.pointer("/fork/forked"),
@@ -393,7 +338,7 @@ fn without_prison_processes_the_same_fork_bomb_runs_to_the_end() {
 
 #[test]
 fn a_graceful_restart_applies_changed_limits_to_the_new_generation_only() {
-    let (_guard, mut httpd) = start(
+    let mut httpd = start(
         Mpm::Event,
         &[
             "PrisonCPU 1",
@@ -473,7 +418,6 @@ fn a_graceful_restart_applies_changed_limits_to_the_new_generation_only() {
 #[test]
 fn stale_cgroups_of_a_crashed_run_are_removed_at_start() {
     let mut httpd = Httpd::new(Setup::new(Mpm::Event).line("PrisonProcesses 100"));
-    let _guard = CgroupGuard(httpd.name.clone());
     let stale = prison_parent("pids").join(format!("prison-{}.7", httpd.name));
     fs::create_dir(&stale).expect("creating a stale cgroup");
     httpd.start();
@@ -497,7 +441,6 @@ fn a_child_that_cannot_join_the_cgroups_never_serves() {
             .line("PrisonProcesses 100")
             .fault("join-cgroup"),
     );
-    let _guard = CgroupGuard(httpd.name.clone());
     let err = httpd
         .try_start()
         .expect_err("a child served although it could not join the prison's cgroups");
@@ -600,7 +543,6 @@ fn on_cgroup2_an_undelegated_cgroup_is_refused_naming_the_fix() {
                 .line("PrisonProcesses 100")
                 .cgroup(dir),
         );
-        let _guard = CgroupGuard(httpd.name.clone());
         let err = httpd
             .try_start()
             .map(|()| format!("httpd served from {}", dir.display()))

@@ -663,6 +663,29 @@ impl Httpd {
         killed
     }
 
+    /// `kill -9` of the master and of every child, as in a crash: waits until no process of
+    /// the prison is left and forgets the pid file, so that the next start is a fresh one.
+    pub fn crash(&mut self) {
+        let Some(master) = self.master.take() else {
+            panic!("crash: httpd is not running");
+        };
+        let mut victims: Vec<i32> = pids().filter(|&pid| ppid(pid) == Some(master)).collect();
+        victims.push(master);
+        for pid in victims {
+            kill9(pid);
+        }
+        let started = Instant::now();
+        while !self.jailed_processes().is_empty() && started.elapsed() < PATIENCE {
+            sleep(Duration::from_millis(50));
+        }
+        assert_eq!(
+            self.jailed_processes(),
+            Vec::<i32>::new(),
+            "jailed processes outlived kill -9"
+        );
+        let _ = fs::remove_file(self.root.join("httpd.pid"));
+    }
+
     /// Asserts that stop left no process of this instance behind.
     pub fn stop_cleanly(&mut self) {
         let killed = self.stop();
@@ -684,9 +707,67 @@ impl Drop for Httpd {
         for pid in self.jailed_processes() {
             kill9(pid);
         }
+        // A name given by the test may be another instance's too (the twin that must be
+        // refused): only an instance's own unique name is its alone to clean up.
+        if self.setup.name.is_none() {
+            remove_prison_cgroups(&self.name);
+        }
         if !std::thread::panicking() || std::env::var_os("PRISON_KEEP_FAILED").is_none() {
             let _ = fs::remove_dir_all(&self.root);
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// cgroups
+
+/// Where the cgroup filesystems are mounted on the test hosts.
+pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// Every cgroup directory on the host named for `prison` (`prison-<name>.<n>`), at any depth
+/// and in every hierarchy (v1 controllers, the hybrid host's `unified`, or pure v2).
+pub fn prison_cgroups(prison: &str) -> BTreeSet<PathBuf> {
+    let prefix = format!("prison-{prison}.");
+    let mut found = BTreeSet::new();
+    let mut todo = vec![PathBuf::from(CGROUP_ROOT)];
+    while let Some(dir) = todo.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            // Cgroups are directories; control files are not, and no symlinks are followed.
+            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let path = entry.path();
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                found.insert(path.clone());
+            }
+            todo.push(path);
+        }
+    }
+    found
+}
+
+/// Removes the cgroups named for `prison`, killing any task still inside, so that a failed
+/// test leaves none behind. Tests that check cleanup look before this runs (on drop).
+pub fn remove_prison_cgroups(prison: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = prison_cgroups(prison);
+        if left.is_empty() || Instant::now() > deadline {
+            return;
+        }
+        // Deepest first.
+        for dir in left.iter().rev() {
+            let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+            for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                // Only tasks of the test's own prison cgroup are killed.
+                kill9(pid);
+            }
+            let _ = fs::remove_dir(dir);
+        }
+        sleep(Duration::from_millis(50));
     }
 }
 
@@ -705,7 +786,7 @@ pub fn alive(pid: i32) -> bool {
     status_field(pid, "State").is_some_and(|s| !s.starts_with('Z'))
 }
 
-fn kill9(pid: i32) {
+pub fn kill9(pid: i32) {
     // SAFETY: kill has no memory-safety preconditions.
     unsafe { libc::kill(pid, libc::SIGKILL) };
 }
