@@ -539,3 +539,95 @@ fn an_ipv4_only_prison_has_no_ipv6() {
         "cgroups left"
     );
 }
+
+/// The programs attached to the cgroups named for `prison` in the cgroup2 hierarchy.
+fn programs_of(prison: &str) -> BTreeSet<u32> {
+    cgroups_named(&format!("prison-{prison}."))
+        .iter()
+        .flat_map(|dir| attached_programs(dir))
+        .flat_map(|(_, ids)| ids)
+        .collect()
+}
+
+/// Waits up to five seconds for the kernel to free `programs` (it does once their cgroup is
+/// released, which lags the rmdir), and returns those still loaded.
+fn still_loaded(programs: &BTreeSet<u32>) -> Vec<u32> {
+    let started = Instant::now();
+    loop {
+        let loaded: Vec<u32> = programs
+            .iter()
+            .copied()
+            .filter(|&id| program_loaded(id))
+            .collect();
+        if loaded.is_empty() || started.elapsed() > Duration::from_secs(5) {
+            return loaded;
+        }
+        sleep(Duration::from_millis(100));
+    }
+}
+
+/// A crash, for real: `kill -9` of httpd and of every child, with every resource limit and
+/// PrisonIP on, leaves the prison's cgroups behind with PrisonIP's programs attached. The next
+/// start under the same PrisonName removes them (which frees the programs) and serves jailed;
+/// its stop leaves nothing of either run.
+#[test]
+fn a_crashed_runs_cgroups_and_programs_are_removed_by_the_next_start() {
+    let net = TestNet::new();
+    let _site = net.enter_site();
+    let mut httpd = Httpd::new(
+        Setup::new(Mpm::Event)
+            .line(format!("PrisonIP {PRISON_V4}"))
+            .line("PrisonProcesses 100")
+            .line("PrisonMemory 64M 256M")
+            .line("PrisonCPU 0"),
+    );
+    httpd.start();
+    let crashed = common::prison_cgroups(&httpd.name);
+    let crashed_ids: BTreeSet<(u64, u64)> =
+        crashed.iter().filter_map(|d| common::dev_ino(d)).collect();
+    let programs = programs_of(&httpd.name);
+    assert!(!programs.is_empty(), "no program attached: {crashed:?}");
+
+    httpd.crash();
+    // What a crash leaves: every cgroup, and the programs in them.
+    assert_eq!(common::prison_cgroups(&httpd.name), crashed);
+    assert!(
+        programs.iter().all(|&id| program_loaded(id)),
+        "the crash freed a program by itself, so this test shows nothing"
+    );
+
+    httpd.start();
+    let now = common::prison_cgroups(&httpd.name);
+    let now_ids: BTreeSet<(u64, u64)> = now.iter().filter_map(|d| common::dev_ino(d)).collect();
+    assert!(
+        crashed_ids.is_disjoint(&now_ids) && !now_ids.is_empty(),
+        "a cgroup of the crashed run survived the start: before {crashed:?}, now {now:?}"
+    );
+    assert_eq!(
+        still_loaded(&programs),
+        Vec::<u32>::new(),
+        "programs of the crashed run"
+    );
+    let serving = programs_of(&httpd.name);
+    assert!(serving.is_disjoint(&programs) && !serving.is_empty());
+    let jailed = httpd.jailed_processes();
+    for pid in httpd.children() {
+        assert!(jailed.contains(&pid), "child {pid} is not in PrisonDir");
+        let cgroup = cgroup_of(pid);
+        assert!(
+            cgroup.contains(&format!("prison-{}.", httpd.name)),
+            "child {pid} is in cgroup {cgroup:?}"
+        );
+    }
+    assert_eq!(httpd.get("/").body, common::INDEX);
+
+    httpd.stop_cleanly();
+    let started = Instant::now();
+    while !common::prison_cgroups(&httpd.name).is_empty()
+        && started.elapsed() < Duration::from_secs(5)
+    {
+        sleep(Duration::from_millis(50));
+    }
+    assert_eq!(common::prison_cgroups(&httpd.name), BTreeSet::new());
+    assert_eq!(still_loaded(&serving), Vec::<u32>::new(), "programs left");
+}
