@@ -241,6 +241,32 @@ fn program_loaded(id: u32) -> bool {
     }
 }
 
+/// The programs attached to the cgroups named for `prison` in the cgroup2 hierarchy.
+fn programs_of(prison: &str) -> BTreeSet<u32> {
+    cgroups_named(&format!("prison-{prison}."))
+        .iter()
+        .flat_map(|dir| attached_programs(dir))
+        .flat_map(|(_, ids)| ids)
+        .collect()
+}
+
+/// Waits up to five seconds for the kernel to free `programs` (it does once their cgroup is
+/// released, which lags the rmdir), and returns those still loaded.
+fn still_loaded(programs: &BTreeSet<u32>) -> Vec<u32> {
+    let started = Instant::now();
+    loop {
+        let loaded: Vec<u32> = programs
+            .iter()
+            .copied()
+            .filter(|&id| program_loaded(id))
+            .collect();
+        if loaded.is_empty() || started.elapsed() > Duration::from_secs(5) {
+            return loaded;
+        }
+        sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn without_prison_ip_the_prison_reaches_nothing_but_serves() {
     let net = TestNet::new();
@@ -433,24 +459,18 @@ fn with_prison_ip_every_socket_carries_the_prison_address() {
         httpd.error_log()
     );
 
+    // httpd removes its cgroups before it exits; the kernel frees the programs after that.
     httpd.stop_cleanly();
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(5)
-        && (!cgroups_named(&httpd.name).is_empty() || programs.iter().any(|&id| program_loaded(id)))
-    {
-        sleep(Duration::from_millis(50));
-    }
     assert_eq!(
         cgroups_named(&httpd.name),
         Vec::<PathBuf>::new(),
         "cgroups left"
     );
-    let loaded: Vec<u32> = programs
-        .iter()
-        .copied()
-        .filter(|&id| program_loaded(id))
-        .collect();
-    assert!(loaded.is_empty(), "BPF programs still loaded: {loaded:?}");
+    assert_eq!(
+        still_loaded(&programs),
+        Vec::<u32>::new(),
+        "BPF programs still loaded"
+    );
     drop(_site);
     drop(servers);
     drop(net);
@@ -529,41 +549,11 @@ fn an_ipv4_only_prison_has_no_ipv6() {
     assert_eq!(errno_at(&seen, "bind", "[::]:0"), eperm, "{what}");
     assert!(servers.other6.sources().0.is_empty());
     httpd.stop_cleanly();
-    let started = Instant::now();
-    while !cgroups_named(&httpd.name).is_empty() && started.elapsed() < Duration::from_secs(5) {
-        sleep(Duration::from_millis(50));
-    }
     assert_eq!(
         cgroups_named(&httpd.name),
         Vec::<PathBuf>::new(),
         "cgroups left"
     );
-}
-
-/// The programs attached to the cgroups named for `prison` in the cgroup2 hierarchy.
-fn programs_of(prison: &str) -> BTreeSet<u32> {
-    cgroups_named(&format!("prison-{prison}."))
-        .iter()
-        .flat_map(|dir| attached_programs(dir))
-        .flat_map(|(_, ids)| ids)
-        .collect()
-}
-
-/// Waits up to five seconds for the kernel to free `programs` (it does once their cgroup is
-/// released, which lags the rmdir), and returns those still loaded.
-fn still_loaded(programs: &BTreeSet<u32>) -> Vec<u32> {
-    let started = Instant::now();
-    loop {
-        let loaded: Vec<u32> = programs
-            .iter()
-            .copied()
-            .filter(|&id| program_loaded(id))
-            .collect();
-        if loaded.is_empty() || started.elapsed() > Duration::from_secs(5) {
-            return loaded;
-        }
-        sleep(Duration::from_millis(100));
-    }
 }
 
 /// A crash, for real: `kill -9` of httpd and of every child, with every resource limit and
@@ -583,8 +573,10 @@ fn a_crashed_runs_cgroups_and_programs_are_removed_by_the_next_start() {
     );
     httpd.start();
     let crashed = common::prison_cgroups(&httpd.name);
-    let crashed_ids: BTreeSet<(u64, u64)> =
-        crashed.iter().filter_map(|d| common::dev_ino(d)).collect();
+    let identities = |dirs: &BTreeSet<PathBuf>| -> BTreeSet<(u64, u64)> {
+        dirs.iter().filter_map(|d| common::dev_ino(d)).collect()
+    };
+    let crashed_ids = identities(&crashed);
     let programs = programs_of(&httpd.name);
     assert!(!programs.is_empty(), "no program attached: {crashed:?}");
 
@@ -598,7 +590,7 @@ fn a_crashed_runs_cgroups_and_programs_are_removed_by_the_next_start() {
 
     httpd.start();
     let now = common::prison_cgroups(&httpd.name);
-    let now_ids: BTreeSet<(u64, u64)> = now.iter().filter_map(|d| common::dev_ino(d)).collect();
+    let now_ids = identities(&now);
     assert!(
         crashed_ids.is_disjoint(&now_ids) && !now_ids.is_empty(),
         "a cgroup of the crashed run survived the start: before {crashed:?}, now {now:?}"
@@ -622,12 +614,6 @@ fn a_crashed_runs_cgroups_and_programs_are_removed_by_the_next_start() {
     assert_eq!(httpd.get("/").body, common::INDEX);
 
     httpd.stop_cleanly();
-    let started = Instant::now();
-    while !common::prison_cgroups(&httpd.name).is_empty()
-        && started.elapsed() < Duration::from_secs(5)
-    {
-        sleep(Duration::from_millis(50));
-    }
     assert_eq!(common::prison_cgroups(&httpd.name), BTreeSet::new());
     assert_eq!(still_loaded(&serving), Vec::<u32>::new(), "programs left");
 }

@@ -666,11 +666,9 @@ impl Httpd {
     /// `kill -9` of the master and of every child, as in a crash: waits until no process of
     /// the prison is left and forgets the pid file, so that the next start is a fresh one.
     pub fn crash(&mut self) {
-        let Some(master) = self.master.take() else {
-            panic!("crash: httpd is not running");
-        };
-        let mut victims: Vec<i32> = pids().filter(|&pid| ppid(pid) == Some(master)).collect();
-        victims.push(master);
+        let mut victims = self.children();
+        victims.push(self.master());
+        self.master = None;
         for pid in victims {
             kill9(pid);
         }
