@@ -35,6 +35,15 @@ pub fn read_head(file: &[u8]) -> Outcome {
         .with("head", String::from_utf8_lossy(&head).into_owned()))
 }
 
+/// What `write=` writes.
+pub const WRITTEN: &str = "written by the probe\n";
+
+/// `write=`: create (or truncate) the file and write [`WRITTEN`] into it.
+pub fn write_line(file: &[u8]) -> Outcome {
+    std::fs::write(path(file), WRITTEN)?;
+    Ok(Object::new().with("bytes", WRITTEN.len()))
+}
+
 /// `ls=`: the sorted names in a directory (without `.` and `..`).
 pub fn list_dir(dir: &[u8]) -> Outcome {
     let mut names = Vec::new();

@@ -96,6 +96,8 @@ pub struct Request {
     pub abstract_unix: Vec<String>,
     pub resolve: Vec<String>,
     pub exec: Vec<Vec<u8>>,
+    /// `write=path`: create (or truncate) the file and write a line into it.
+    pub write: Vec<Vec<u8>>,
     pub namespaces: bool,
     /// `widen=1`: ask for every CPU (sched_setaffinity) before reporting `cpu_affinity`.
     pub widen: bool,
@@ -126,6 +128,7 @@ impl Request {
                 b"read" => push_unique(&mut request.read, value),
                 b"ls" => push_unique(&mut request.ls, value),
                 b"exec" => push_unique(&mut request.exec, value),
+                b"write" => push_unique(&mut request.write, value),
                 b"connect" => push_unique(&mut request.connect, lossy(&value)),
                 b"udp" => push_unique(&mut request.udp, lossy(&value)),
                 b"bind" => push_unique(&mut request.bind, lossy(&value)),

@@ -130,6 +130,70 @@ impl Cgroups {
         }
     }
 
+    /// The dry run of `create_after` and `v2_dir` (`apachectl -t`): discovers the layout and
+    /// plans every cgroup the limits need (each controller's hierarchy, delegation on v2) and,
+    /// with `needs_v2` (PrisonIP), the cgroup2 directory; creates and writes nothing. Returns
+    /// what it found, for the log.
+    pub fn check(
+        prison: &str,
+        limits: &Limits,
+        proc_root: &Path,
+        needs_v2: bool,
+    ) -> Result<String, SetupError> {
+        let step = format!("checking the cgroups of prison {prison}");
+        if limits.controllers().is_empty() && !needs_v2 {
+            return Ok("no cgroup needed".to_owned());
+        }
+        let own = fs::read(&proc_root.join("self/cgroup"))?;
+        let mounts = fs::read(&proc_root.join("self/mountinfo"))?;
+        let layout = Layout::parse(&mounts, &own);
+        let (_, v2_needed) = plan::split(limits, &layout);
+        let facts = match (&layout.v2, v2_needed.is_empty()) {
+            (Some(v2), false) => Some(v2_facts(v2)?),
+            _ => None,
+        };
+        let planned = plan::plan(
+            limits,
+            &layout,
+            facts.as_ref(),
+            &format!("{PREFIX}{prison}.0"),
+        )
+        .map_err(|e| {
+            SetupError::check(
+                format!("{step} (cgroup layout: {})", layout.kind()),
+                e.to_string(),
+            )
+        })?;
+        let mut bases: Vec<&Path> = planned.groups.iter().map(|g| g.base.as_path()).collect();
+        if needs_v2 {
+            let Some(v2) = &layout.v2 else {
+                return Err(SetupError::check(
+                    step,
+                    "PrisonIP needs a cgroup2 hierarchy for its socket programs, and none is \
+                     mounted (mount it, e.g. at /sys/fs/cgroup/unified)",
+                ));
+            };
+            bases.push(&v2.own);
+        }
+        for base in &bases {
+            if !base.is_dir() {
+                return Err(SetupError::check(
+                    step,
+                    format!("httpd's cgroup {} does not exist", base.display()),
+                ));
+            }
+        }
+        Ok(format!(
+            "cgroups under {} (layout {})",
+            bases
+                .iter()
+                .map(|b| b.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            layout.kind()
+        ))
+    }
+
     fn create_groups(&mut self, limits: &Limits) -> Result<(), SetupError> {
         let layout = self.layout()?.clone();
         let (v1, v2_needed) = plan::split(limits, &layout);
