@@ -365,3 +365,39 @@ fn var_run_is_a_symlink_to_run_as_on_the_host_with_the_runtime_dir_there() {
     let link = fs::read_link(httpd.prison.join("var/run")).expect("var/run is a symlink");
     assert_eq!(link, Path::new("/run"));
 }
+
+#[test]
+fn the_private_tmp_counts_in_prison_memory() {
+    // tmpfs pages are charged to the memory cgroup of the process that writes them, and stay
+    // charged after it exits (v1 memory.usage_in_bytes and v2 memory.current count them).
+    let mut httpd = Httpd::new(
+        Setup::new(Mpm::Prefork)
+            .line("PrisonMemory 0 1G")
+            .line("PrisonTmp 64M"),
+    );
+    httpd.start();
+    let usage = || -> u64 {
+        let file = common::prison_cgroups(&httpd.name)
+            .into_iter()
+            .flat_map(|dir| [dir.join("memory.usage_in_bytes"), dir.join("memory.current")])
+            .find(|f| f.exists())
+            .expect("the prison's memory cgroup");
+        fs::read_to_string(&file).unwrap().trim().parse().unwrap()
+    };
+    const MIB: u64 = 1 << 20;
+    // Negative control: 32M written to /dev/null stay nowhere.
+    let before = usage();
+    let v = httpd.probe("write=/dev/null&write_size=32M");
+    assert!(ok_at(&v, "write", "/dev/null"), "{v:#}");
+    let after = usage();
+    assert!(after < before + 16 * MIB, "{before} -> {after}");
+    let before = after;
+    let v = httpd.probe("write=/tmp/fill&write_size=32M");
+    assert!(ok_at(&v, "write", "/tmp/fill"), "{v:#}");
+    let after = usage();
+    assert!(after >= before + 30 * MIB, "{before} -> {after}");
+    // And beyond the size, the tmpfs is full.
+    let v = httpd.probe("write=/tmp/more&write_size=40M");
+    assert!(!ok_at(&v, "write", "/tmp/more"), "{v:#}");
+    assert!(v.to_string().contains("ENOSPC"), "{v:#}");
+}

@@ -987,4 +987,75 @@ mod tests {
         );
         assert!(!host.path("cg/memory/prison-www.1").exists());
     }
+
+    /// Every cgroup directory under the fabricated host named for prison www.
+    fn prison_dirs(host: &Host) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        let mut todo = vec![host.path("cg")];
+        while let Some(dir) = todo.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    if entry.file_name().to_string_lossy().starts_with("prison-www.") {
+                        found.push(entry.path());
+                    }
+                    todo.push(entry.path());
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn the_dry_run_refuses_what_create_would_and_creates_nothing() {
+        // Not delegated: the same refusal as create's, and nothing made.
+        let host = pure_v2("check-undelegated");
+        let text = Cgroups::check("www", &all_limits(), &host.proc(), false)
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("is not delegated to httpd"), "{text}");
+        // Delegated: it passes, and still nothing is created or written.
+        let unit = host.path("cg/system.slice/apache2.service");
+        assert!(set_xattr(&unit, c"trusted.delegate") || set_xattr(&unit, c"user.delegate"));
+        let found = Cgroups::check("www", &all_limits(), &host.proc(), true).unwrap();
+        assert!(found.contains("apache2.service"), "{found}");
+        assert!(prison_dirs(&host).is_empty(), "{:?}", prison_dirs(&host));
+        assert_eq!(
+            host.read("cg/system.slice/apache2.service/cgroup.subtree_control"),
+            ""
+        );
+        // Negative control: create does make the leaf.
+        let cgroups = Cgroups::create("www", &all_limits(), &host.proc()).unwrap();
+        assert_eq!(prison_dirs(&host).len(), 1);
+        assert!(cgroups.teardown().is_empty());
+
+        // A controller the host lacks is named.
+        let host = Host::new(
+            "check-missing",
+            &[
+                ("cg/memory", "cgroup cgroup rw,memory"),
+                ("cg/unified", "cgroup2 cgroup2 rw"),
+            ],
+            "4:memory:/\n0::/\n",
+        );
+        host.write("cg/unified/cgroup.controllers", "hugetlb\n");
+        host.write("cg/unified/cgroup.subtree_control", "");
+        let text = Cgroups::check("www", &all_limits(), &host.proc(), false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("PrisonCPU needs the cgroup cpuset controller"),
+            "{text}"
+        );
+        // PrisonIP without a cgroup2 hierarchy.
+        let host = Host::new(
+            "check-no-v2",
+            &[("cg/memory", "cgroup cgroup rw,memory")],
+            "4:memory:/\n",
+        );
+        let text = Cgroups::check("www", &Limits::default(), &host.proc(), true)
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("PrisonIP needs a cgroup2 hierarchy"), "{text}");
+        assert!(Cgroups::check("www", &Limits::default(), &host.proc(), false).is_ok());
+    }
 }
