@@ -379,7 +379,12 @@ fn the_private_tmp_counts_in_prison_memory() {
     let usage = || -> u64 {
         let file = common::prison_cgroups(&httpd.name)
             .into_iter()
-            .flat_map(|dir| [dir.join("memory.usage_in_bytes"), dir.join("memory.current")])
+            .flat_map(|dir| {
+                [
+                    dir.join("memory.usage_in_bytes"),
+                    dir.join("memory.current"),
+                ]
+            })
             .find(|f| f.exists())
             .expect("the prison's memory cgroup");
         fs::read_to_string(&file).unwrap().trim().parse().unwrap()

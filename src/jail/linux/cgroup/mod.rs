@@ -995,7 +995,11 @@ mod tests {
         while let Some(dir) = todo.pop() {
             for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
                 if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                    if entry.file_name().to_string_lossy().starts_with("prison-www.") {
+                    if entry
+                        .file_name()
+                        .to_string_lossy()
+                        .starts_with("prison-www.")
+                    {
                         found.push(entry.path());
                     }
                     todo.push(entry.path());
@@ -1055,7 +1059,10 @@ mod tests {
         let text = Cgroups::check("www", &Limits::default(), &host.proc(), true)
             .unwrap_err()
             .to_string();
-        assert!(text.contains("PrisonIP needs a cgroup2 hierarchy"), "{text}");
+        assert!(
+            text.contains("PrisonIP needs a cgroup2 hierarchy"),
+            "{text}"
+        );
         assert!(Cgroups::check("www", &Limits::default(), &host.proc(), false).is_ok());
     }
 }
