@@ -102,6 +102,10 @@ impl Prepared {
     /// the verifier checks them) and closed, not attached. The PrisonName claim is not tried:
     /// at a graceful restart the running httpd holds it. Returns what was checked, for the log.
     pub fn dry_run(prison: &Prison) -> Result<String, SetupError> {
+        let named = |e: SetupError| SetupError {
+            step: format!("building prison {}: {}", prison.name, e.step),
+            source: e.source,
+        };
         let (_, plan) = plan(prison)?;
         Restrictions::build(prison.security, &prison.dir)?;
         let cgroups = Cgroups::check(
@@ -110,22 +114,16 @@ impl Prepared {
             Path::new("/proc"),
             prison.ip.is_set(),
         )
-        .map_err(|e| SetupError {
-            step: format!("building prison {}: {}", prison.name, e.step),
-            source: e.source,
-        })?;
+        .map_err(named)?;
         let programs = if prison.ip.is_set() {
-            bpf::verify_programs(&sockaddr::programs(&prison.ip)).map_err(|e| SetupError {
-                step: format!("building prison {}: {}", prison.name, e.step),
-                source: e.source,
-            })?
+            bpf::verify_programs(&sockaddr::programs(&prison.ip)).map_err(named)?
         } else {
             0
         };
         holder::rehearse(&plan, !prison.ip.is_set())?;
         Ok(format!(
-            "{} mounts made in a throwaway mount namespace, {cgroups}, {programs} BPF programs \
-             verified",
+            "{} mounts planned and made in a throwaway mount namespace, {cgroups}, {programs} \
+             BPF programs verified",
             plan.mounts.len()
         ))
     }

@@ -268,7 +268,14 @@ impl MountPlan {
             }
         }
         for default in HOST_DEFAULTS.map(Path::new) {
-            if host.kind(default).is_some() && !decided(default, default) {
+            // Inside a PrisonBind of other host files, only where that bind has a mount point
+            // for it already: the plan never creates one in the admin's source.
+            let unplaceable = admin.iter().any(|b| {
+                default
+                    .strip_prefix(b.inside)
+                    .is_ok_and(|rest| host.kind(&b.host.join(rest)).is_none())
+            });
+            if host.kind(default).is_some() && !decided(default, default) && !unplaceable {
                 let what = format!("the host's {} (a default)", default.display());
                 bind(default, default, false, When::IfMissing, what)?;
             }
@@ -529,6 +536,21 @@ mod tests {
         assert_eq!(
             targets(&plan),
             vec![("/etc", When::Always, false), ("/usr", When::Always, false)]
+        );
+        // A bind of other files at a parent: the default only where that bind has a mount
+        // point for it (nothing is created in the admin's source).
+        let mut host = host;
+        host.kinds.insert("/srv/etc", true);
+        host.kinds.insert("/srv/etc/hosts", false);
+        let binds = vec![bind("/srv/etc", "/etc", false)];
+        let plan = MountPlan::new(&prison(binds, None), &host).unwrap();
+        assert_eq!(
+            targets(&plan),
+            vec![
+                ("/etc", When::Always, false),
+                ("/etc/hosts", When::IfMissing, false),
+                ("/usr/share/zoneinfo", When::IfMissing, false),
+            ]
         );
         // A bind at the same target with another source: the admin's file, not the host's.
         let binds = vec![bind("/srv/hosts", "/etc/hosts", false)];
