@@ -161,9 +161,19 @@ pub unsafe extern "C" fn post_config(
             )
         };
         let started = std::time::Instant::now();
-        match Identity::resolve(&user, uid, gid)
-            .and_then(|identity| Prepared::build(&prison, &identity, previous.as_deref()))
-        {
+        let identity = match Identity::resolve(&user, uid, gid) {
+            Ok(identity) => identity,
+            Err(e) => {
+                log_at!(
+                    s,
+                    Emerg,
+                    "mod_prison: prison {} cannot be built, httpd will not start: {e}",
+                    prison.name
+                );
+                return FAIL;
+            }
+        };
+        let failure = match Prepared::build(&prison, &identity, previous.as_deref()) {
             Ok(prepared) => {
                 log_at!(
                     s,
@@ -173,13 +183,41 @@ pub unsafe extern "C" fn post_config(
                     started.elapsed().as_micros()
                 );
                 record.prepared = Some(prepared);
+                return OK;
+            }
+            Err(e) => e,
+        };
+        // A restart: rather than leave the host without httpd, this generation serves from
+        // the previous generation's prison, jailed as before.
+        let Some(previous) = previous else {
+            log_at!(
+                s,
+                Emerg,
+                "mod_prison: prison {} cannot be built, httpd will not start: {failure}",
+                prison.name
+            );
+            return FAIL;
+        };
+        match Prepared::carry_over(&prison, &identity, &previous) {
+            Ok((prepared, unapplied)) => {
+                log_at!(
+                    s,
+                    Error,
+                    "mod_prison: prison {} cannot be built for this generation ({failure}); its \
+                     children run in the previous generation's prison, carried over, as {user} \
+                     ({uid}:{gid}); {unapplied}; {}. Fix the configuration and restart again.",
+                    prison.name,
+                    prepared.security_summary()
+                );
+                record.prepared = Some(prepared);
                 OK
             }
             Err(e) => {
                 log_at!(
                     s,
                     Emerg,
-                    "mod_prison: prison {} cannot be built, httpd will not start: {e}",
+                    "mod_prison: prison {} cannot be built ({failure}), nor can the previous \
+                     generation's be carried over ({e}); httpd will not start",
                     prison.name
                 );
                 FAIL

@@ -12,6 +12,7 @@ mod memory;
 mod name;
 mod processes;
 mod security;
+mod settings;
 
 use std::path::PathBuf;
 
@@ -25,6 +26,7 @@ pub use memory::{parse_size, MemoryError, MemoryLimits};
 pub use name::{NameError, PrisonName, MAX_NAME_LEN};
 pub use processes::{parse_processes, ProcessesError, MAX_PROCESSES};
 pub use security::{Security, SecurityError};
+pub use settings::difference;
 
 /// Whether this build is PARANOID (the cargo feature, on by default).
 pub const PARANOID: bool = cfg!(feature = "paranoid");

@@ -156,6 +156,20 @@ mod backend {
             drop(adopt(carry));
         }
 
+        /// At a restart whose `build` failed: not done on FreeBSD (see docs/freebsd.md, "A
+        /// failed build at a restart"): `build` has retired the carried jail by then, so httpd
+        /// stops as at a first start.
+        pub fn carry_over(
+            _prison: &Prison,
+            _identity: &Identity,
+            _carry: &str,
+        ) -> Result<(Self, String), SetupError> {
+            Err(SetupError::check(
+                "carrying over the previous generation's jail",
+                "not supported on FreeBSD: the failed build retired it",
+            ))
+        }
+
         /// Child, root, single-threaded (drop_privileges, before mod_unixd): joins the jail
         /// and becomes the httpd User. Any error ends the child: never an unjailed child.
         pub fn attach(&self) -> Result<(), SetupError> {

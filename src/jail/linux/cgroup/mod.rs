@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::jail::SetupError;
-use layout::{Hierarchy, Layout};
+use layout::{Controller, Hierarchy, Layout};
 use plan::{Group, MemoryWatch, Setting, V2Facts, Value, Version};
 
 pub use plan::Limits;
@@ -128,6 +128,109 @@ impl Cgroups {
                 Err(e)
             }
         }
+    }
+
+    /// Parent, root, at a restart whose new prison could not be built: the previous
+    /// generation's cgroups `dirs` (leaf `leaf`, made for `limits`), for the new generation's
+    /// children to join. Nothing is created or written; each cgroup must still exist. The
+    /// monitor starts from the events counted so far (the previous generation logged those).
+    pub fn adopt(
+        prison: &str,
+        limits: &Limits,
+        proc_root: &Path,
+        leaf: Option<&str>,
+        dirs: &[(Version, PathBuf)],
+    ) -> Result<Self, SetupError> {
+        let mut this = Self {
+            prison: prison.to_owned(),
+            proc_root: proc_root.to_owned(),
+            layout: None,
+            leaf: leaf.map(str::to_owned),
+            predecessor: None,
+            built: Instant::now(),
+            groups: Vec::new(),
+            memory: None,
+            pids: None,
+        };
+        let _ = this.layout();
+        for (version, dir) in dirs {
+            if !dir.join("cgroup.procs").is_file() {
+                return Err(SetupError::check(
+                    format!("taking over the cgroups of prison {prison}"),
+                    format!("{} is gone", dir.display()),
+                ));
+            }
+            this.groups.push(Group {
+                version: *version,
+                base: dir.parent().map(Path::to_owned).unwrap_or_default(),
+                dir: dir.clone(),
+                enable: Vec::new(),
+                settings: Vec::new(),
+            });
+        }
+        let holding = |controller: Controller| {
+            this.groups
+                .iter()
+                .find(|g| matches!(g.version, Version::V1(c) if c == controller))
+                .or_else(|| this.groups.iter().find(|g| g.version == Version::V2))
+                .map(|g| (g.version, g.dir.clone()))
+        };
+        let memory = limits.memory_report.is_some() || limits.memory_deny.is_some();
+        if let Some((version, dir)) = holding(Controller::Memory).filter(|_| memory) {
+            let threshold = match (version, limits.memory_report) {
+                (Version::V1(_), Some(report)) => Some(fs::memory_threshold(&dir, report)?),
+                _ => None,
+            };
+            let (file, peak) = match version {
+                Version::V1(_) => ("memory.oom_control", 0),
+                Version::V2 => (
+                    "memory.events",
+                    fs::number(&dir.join("memory.peak")).unwrap_or(0),
+                ),
+            };
+            let text = std::fs::read_to_string(dir.join(file)).unwrap_or_default();
+            let usage = match version {
+                Version::V1(_) => "memory.usage_in_bytes",
+                Version::V2 => "memory.current",
+            };
+            let above = limits
+                .memory_report
+                .is_some_and(|r| fs::number(&dir.join(usage)).unwrap_or(0) >= r);
+            this.memory = Some(MemoryState {
+                watch: MemoryWatch {
+                    version,
+                    dir,
+                    report: limits.memory_report,
+                    deny: limits.memory_deny,
+                },
+                threshold,
+                above,
+                oom_kills: fs::counter(&text, "oom_kill").unwrap_or(0),
+                peak,
+            });
+        }
+        if let Some(max) = limits.processes {
+            if let Some((_, dir)) = holding(Controller::Pids) {
+                let text = std::fs::read_to_string(dir.join("pids.events")).unwrap_or_default();
+                this.pids = Some(PidsState {
+                    refused: fs::counter(&text, "max").unwrap_or(0),
+                    dir,
+                    max,
+                });
+            }
+        }
+        Ok(this)
+    }
+
+    /// The cgroups every child joins, with their hierarchy: what a restart carries.
+    pub fn joined(&self) -> impl Iterator<Item = (Version, &Path)> {
+        self.groups.iter().map(|g| (g.version, g.dir.as_path()))
+    }
+
+    /// After a failed build: removes the cgroups this build created (nobody joined them),
+    /// and nothing of any other generation.
+    pub fn discard(mut self) {
+        self.remove_created();
     }
 
     fn create_groups(&mut self, limits: &Limits) -> Result<(), SetupError> {
