@@ -123,15 +123,51 @@ fn the_prison(httpd: &Httpd, what: &str) -> PrisonOf {
     first
 }
 
+/// `pids.max` of the prison's pids cgroup (v1 `pids` line, or pure v2's one line).
+fn pids_max(prison: &PrisonOf) -> Option<String> {
+    let root = Path::new(common::CGROUP_ROOT);
+    let unified = root.join("cgroup.controllers").exists();
+    prison.cgroups.iter().find_map(|line| {
+        let mut fields = line.splitn(3, ':');
+        let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+        let dir = match (unified, controllers.split(',').any(|c| c == "pids")) {
+            (true, _) => root.join(path.trim_start_matches('/')),
+            (false, true) => root.join("pids").join(path.trim_start_matches('/')),
+            (false, false) => return None,
+        };
+        Some(
+            fs::read_to_string(dir.join("pids.max"))
+                .ok()?
+                .trim()
+                .to_owned(),
+        )
+    })
+}
+
 fn stop_leaves_nothing(httpd: &mut Httpd, namespaces: &[PrisonOf]) {
     httpd.stop_cleanly();
     assert!(httpd.jailed_processes().is_empty());
     let cgroups = common::prison_cgroups(&httpd.name);
     assert!(cgroups.is_empty(), "cgroups left: {cgroups:?}");
-    let live = common::live_namespaces(&NAMESPACES);
     for prison in namespaces {
-        for ns in prison.namespaces.iter().flatten() {
-            assert!(!live.contains(ns), "namespace {ns} still held after stop");
+        for (kind, ns) in NAMESPACES.iter().zip(&prison.namespaces) {
+            let Some(ns) = ns else { continue };
+            // Only this instance's processes count: the kernel reuses a dead namespace's
+            // number, and other tests run httpds at the same time.
+            let conf = httpd.conf.display().to_string();
+            let ours = |pid: i32| {
+                common::cmdline(pid).contains(&conf)
+                    || common::dev_ino(&PathBuf::from(format!("/proc/{pid}/root/")))
+                        == common::dev_ino(&httpd.prison)
+            };
+            let holders: Vec<String> = common::pids()
+                .filter(|&pid| common::namespace(pid, kind).as_ref() == Some(ns) && ours(pid))
+                .map(|pid| format!("{pid} {}", common::cmdline(pid)))
+                .collect();
+            assert!(
+                holders.is_empty(),
+                "namespace {ns} still held after stop by {holders:?}"
+            );
         }
     }
 }
@@ -165,6 +201,14 @@ fn a_failed_build_at_a_restart_serves_from_the_previous_prison() {
                 "{mpm:?}: {log}"
             );
         }
+        // Room for the new generation's children beside the old ones: PrisonProcesses + twice
+        // the MPM's ceiling (tests/common tuning: prefork 8 children, event 4 × 7 + cgid).
+        let ceiling = if mpm == Mpm::Prefork { 8 } else { 4 * 7 + 1 };
+        assert_eq!(
+            pids_max(&old).as_deref(),
+            Some((500 + 2 * ceiling).to_string().as_str()),
+            "{mpm:?}"
+        );
         // The monitor (about once a second) must not take the cgroup the children use.
         std::thread::sleep(Duration::from_secs(3));
         assert_eq!(the_prison(&httpd, "after the monitor"), old, "{mpm:?}");

@@ -5,7 +5,7 @@ use std::ffi::{c_char, c_int, CStr};
 use std::path::PathBuf;
 use std::ptr::NonNull;
 
-use crate::config::HostConfig;
+use crate::config::{HostConfig, MpmCeiling};
 use crate::jail::{Identity, Prepared};
 
 use super::guard::ffi_guard;
@@ -42,6 +42,9 @@ pub unsafe extern "C" fn check_config(
         let mut record = record.borrow_mut();
         match record.directives.finish(&host) {
             Ok(prison) => {
+                if let Some(prison) = &prison {
+                    warn_about_limits(s, prison);
+                }
                 record.prison = prison;
                 OK
             }
@@ -51,6 +54,71 @@ pub unsafe extern "C" fn check_config(
             }
         }
     })
+}
+
+/// At `-t` and when a configuration is loaded to serve (not the first pass of a start):
+/// PrisonProcesses and PrisonMemory against the MPM's ceiling, with the numbers.
+fn warn_about_limits(s: *mut sys::server_rec, prison: &crate::config::Prison) {
+    // SAFETY: ap_state_query only reads httpd's global state.
+    let (mode, state) = unsafe {
+        (
+            sys::ap_state_query(sys::AP_SQ_RUN_MODE as c_int),
+            sys::ap_state_query(sys::AP_SQ_MAIN_STATE as c_int),
+        )
+    };
+    if mode != sys::AP_SQ_RM_CONFIG_TEST as c_int
+        && state == sys::AP_SQ_MS_CREATE_PRE_CONFIG as c_int
+    {
+        return;
+    }
+    // A child starts as a copy of the parent after its configuration is loaded: this
+    // process's resident memory now is a lower bound of a child's.
+    let rss = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let kb = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
+            kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok()
+        })
+        .map(|kb| kb * 1024);
+    for warning in crate::config::limit_warnings(prison, &mpm_ceiling(), rss) {
+        log_at!(s, Warning, "mod_prison: prison {}: {warning}", prison.name);
+    }
+}
+
+/// What the MPM says about its children (`ap_mpm_query`), once its directives are read.
+fn mpm_ceiling() -> MpmCeiling {
+    let query = |code: c_int| {
+        let mut value: c_int = 0;
+        // SAFETY: ap_mpm_query writes one int for a known query code; `value` is writable.
+        let status = unsafe { sys::ap_mpm_query(code, &mut value) };
+        if status == 0 {
+            u64::try_from(value).unwrap_or(0)
+        } else {
+            0
+        }
+    };
+    let threaded = query(sys::AP_MPMQ_IS_THREADED) != sys::AP_MPMQ_NOT_SUPPORTED as u64;
+    let threads_per_child = if threaded {
+        query(sys::AP_MPMQ_MAX_THREADS).max(1)
+    } else {
+        1
+    };
+    // prefork never runs more than MaxRequestWorkers (its MAX_DAEMONS) children of a
+    // generation; worker and event run up to ServerLimit, children that are finishing included.
+    let max_daemons = query(sys::AP_MPMQ_MAX_DAEMONS);
+    let processes = if threaded {
+        query(sys::AP_MPMQ_HARD_LIMIT_DAEMONS).max(max_daemons)
+    } else {
+        max_daemons
+    };
+    MpmCeiling {
+        threaded,
+        processes,
+        threads_per_child,
+        max_request_workers: max_daemons * threads_per_child,
+        // SAFETY: a NUL-terminated name; httpd only searches its list of loaded modules.
+        cgid: !unsafe { sys::ap_find_linked_module(c"mod_cgid.c".as_ptr()) }.is_null(),
+    }
 }
 
 /// What the rest of httpd's configuration says that the prison depends on.
@@ -173,7 +241,8 @@ pub unsafe extern "C" fn post_config(
                 return FAIL;
             }
         };
-        let failure = match Prepared::build(&prison, &identity, previous.as_deref()) {
+        let mpm = mpm_ceiling();
+        let failure = match Prepared::build(&prison, &identity, &mpm, previous.as_deref()) {
             Ok(prepared) => {
                 log_at!(
                     s,
@@ -198,7 +267,7 @@ pub unsafe extern "C" fn post_config(
             );
             return FAIL;
         };
-        match Prepared::carry_over(&prison, &identity, &previous) {
+        match Prepared::carry_over(&prison, &identity, &mpm, &previous) {
             Ok((prepared, unapplied)) => {
                 log_at!(
                     s,

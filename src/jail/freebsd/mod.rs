@@ -53,7 +53,7 @@ mod backend {
     };
     use super::reaper::{self, Reaper};
     use super::sys;
-    use crate::config::Prison;
+    use crate::config::{MpmCeiling, Prison};
     use crate::jail::{Identity, SetupError};
 
     /// The jail of the generation being built, with the parent's end of its reaper's pipe:
@@ -103,6 +103,7 @@ mod backend {
         pub fn build(
             prison: &Prison,
             identity: &Identity,
+            _mpm: &MpmCeiling,
             carry: Option<&str>,
         ) -> Result<Self, SetupError> {
             let base = &prison.name;
@@ -162,6 +163,7 @@ mod backend {
         pub fn carry_over(
             _prison: &Prison,
             _identity: &Identity,
+            _mpm: &MpmCeiling,
             _carry: &str,
         ) -> Result<(Self, String), SetupError> {
             Err(SetupError::check(

@@ -22,7 +22,7 @@ use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::config::Prison;
+use crate::config::{MpmCeiling, Prison};
 
 use super::{check_ret, Identity, SetupError};
 use carry::{Carry, Namespace};
@@ -62,16 +62,22 @@ impl Prepared {
     pub fn build(
         prison: &Prison,
         identity: &Identity,
+        mpm: &MpmCeiling,
         carry: Option<&str>,
     ) -> Result<Self, SetupError> {
         let carry = Carry::parse(carry.unwrap_or_default());
-        let prepared = Self::build_new(prison, identity, &carry)?;
+        let prepared = Self::build_new(prison, identity, mpm, &carry)?;
         // The previous generation's prison is its children's alone now.
         carry.close();
         Ok(prepared)
     }
 
-    fn build_new(prison: &Prison, identity: &Identity, carry: &Carry) -> Result<Self, SetupError> {
+    fn build_new(
+        prison: &Prison,
+        identity: &Identity,
+        mpm: &MpmCeiling,
+        carry: &Carry,
+    ) -> Result<Self, SetupError> {
         let name = prison.name.to_string();
         let (root, root_id) = carry::open_root(&prison.dir).map_err(|e| {
             SetupError::new(format!("building prison {name}: {}", e.step), e.source)
@@ -94,7 +100,7 @@ impl Prepared {
         // can exist outside them, and a prison whose address cannot be enforced is never built.
         let mut cgroups = Cgroups::create_after(
             &name,
-            &Limits::of(prison),
+            &Limits::of(prison, mpm.tasks()),
             Path::new("/proc"),
             carry.leaf.as_deref(),
         )?;
@@ -128,11 +134,13 @@ impl Prepared {
     /// Parent, root, at a restart whose `build` failed: this generation's children run in the
     /// previous generation's prison, as `carry` hands it over (its namespaces, PrisonDir,
     /// cgroups and settings; its seccomp filter, Landlock ruleset and monitor rebuilt from
-    /// them). They run as this generation's User. Returns it with what of `prison` (the new
+    /// them). They run as this generation's User, and the task limit makes room for them beside
+    /// the previous generation's children. Returns it with what of `prison` (the new
     /// configuration) does not apply, for the error log.
     pub fn carry_over(
         prison: &Prison,
         identity: &Identity,
+        mpm: &MpmCeiling,
         carry: &str,
     ) -> Result<(Self, String), SetupError> {
         let step = |e: SetupError| SetupError {
@@ -153,6 +161,9 @@ impl Prepared {
             memory_deny: old.memory.deny,
             cpus: None,
             processes: old.processes,
+            // This generation's children join beside the previous generation's, which leave
+            // as they finish: room for both.
+            httpd_tasks: mpm.tasks().saturating_mul(2),
         };
         let cgroups = Cgroups::adopt(
             &old.name,

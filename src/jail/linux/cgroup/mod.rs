@@ -25,13 +25,15 @@ use plan::{Group, MemoryWatch, Setting, V2Facts, Value, Version};
 pub use plan::Limits;
 
 impl Limits {
-    /// The limits of `prison` that cgroups enforce.
-    pub fn of(prison: &crate::config::Prison) -> Self {
+    /// The limits of `prison` that cgroups enforce, with room for `httpd_tasks` of httpd's own
+    /// children and their threads on top of PrisonProcesses.
+    pub fn of(prison: &crate::config::Prison, httpd_tasks: u64) -> Self {
         Self {
             memory_report: prison.memory.report,
             memory_deny: prison.memory.deny,
             cpus: prison.cpus.as_ref().map(ToString::to_string),
             processes: prison.processes,
+            httpd_tasks,
         }
     }
 }
@@ -83,6 +85,9 @@ struct MemoryState {
 #[derive(Debug)]
 struct PidsState {
     dir: PathBuf,
+    /// PrisonProcesses: tasks beyond httpd's own children.
+    beyond: u64,
+    /// `pids.max`: `beyond` + room for httpd's own children and their threads.
     max: u64,
     refused: u64,
 }
@@ -209,12 +214,16 @@ impl Cgroups {
                 peak,
             });
         }
-        if let Some(max) = limits.processes {
+        if let (Some(beyond), Some(max)) = (limits.processes, limits.pids_max()) {
             if let Some((_, dir)) = holding(Controller::Pids) {
+                // Room for this generation's children beside the previous one's, which are
+                // in the same cgroup until they finish.
+                fs::write(&dir.join("pids.max"), &max.to_string())?;
                 let text = std::fs::read_to_string(dir.join("pids.events")).unwrap_or_default();
                 this.pids = Some(PidsState {
                     refused: fs::counter(&text, "max").unwrap_or(0),
                     dir,
+                    beyond,
                     max,
                 });
             }
@@ -273,13 +282,14 @@ impl Cgroups {
                 peak: 0,
             });
         }
-        if let Some(max) = limits.processes {
+        if let (Some(beyond), Some(max)) = (limits.processes, limits.pids_max()) {
             let dir = self
                 .groups
                 .iter()
                 .find(|g| g.settings.iter().any(|s| s.file == "pids.max"));
             self.pids = dir.map(|g| PidsState {
                 dir: g.dir.clone(),
+                beyond,
                 max,
                 refused: 0,
             });
@@ -442,11 +452,18 @@ impl Cgroups {
             let text = std::fs::read_to_string(pids.dir.join("pids.events")).unwrap_or_default();
             let refused = fs::counter(&text, "max").unwrap_or(pids.refused);
             if refused > pids.refused {
+                let (children, theirs) = httpd_children_in(&self.proc_root, &pids.dir);
+                let current = fs::number(&pids.dir.join("pids.current")).unwrap_or(0);
                 events.push(format!(
-                    "prison {}: {} fork(s) refused at the PrisonProcesses limit {}",
+                    "prison {}: {} fork(s) refused at the PrisonProcesses limit {} (pids.max {} \
+                     = {} + room for httpd's own children and their threads); the prison holds \
+                     {current} tasks, {theirs} of them httpd's {children} children and their \
+                     threads",
                     self.prison,
                     refused - pids.refused,
-                    pids.max
+                    pids.beyond,
+                    pids.max,
+                    pids.beyond,
                 ));
             }
             pids.refused = refused;
@@ -599,6 +616,28 @@ impl MemoryState {
         }
         self.oom_kills = kills;
     }
+}
+
+/// httpd's own children (this process's children: workers, the cgid daemon) among the tasks
+/// of the cgroup `dir`, and how many tasks they hold with their threads.
+fn httpd_children_in(proc_root: &Path, dir: &Path) -> (u64, u64) {
+    let me = std::process::id().to_string();
+    let mut found = (0, 0);
+    for pid in fs::tasks(dir) {
+        let status =
+            std::fs::read_to_string(proc_root.join(format!("{pid}/status"))).unwrap_or_default();
+        let field = |name: &str| {
+            status.lines().find_map(|l| {
+                let (key, value) = l.split_once(':')?;
+                (key == name).then(|| value.trim().to_owned())
+            })
+        };
+        if field("PPid").as_deref() == Some(me.as_str()) {
+            found.0 += 1;
+            found.1 += field("Threads").and_then(|t| t.parse().ok()).unwrap_or(1);
+        }
+    }
+    found
 }
 
 /// The cgroups of `prison`'s generations under `base`: (dir, generation).
@@ -772,6 +811,7 @@ mod tests {
             memory_deny: Some(64 << 20),
             cpus: Some("1".into()),
             processes: Some(50),
+            httpd_tasks: 10,
         };
         let cgroups = Cgroups::create("www", &limits, &host.proc()).unwrap();
         assert!(!host.path("cg/pids/prison-www.4").exists());
@@ -790,7 +830,7 @@ mod tests {
         );
         assert_eq!(host.read("cg/cpuset/prison-www.1/cpuset.mems"), "0");
         assert_eq!(host.read("cg/cpuset/prison-www.1/cpuset.cpus"), "1");
-        assert_eq!(host.read("cg/pids/prison-www.1/pids.max"), "50");
+        assert_eq!(host.read("cg/pids/prison-www.1/pids.max"), "60");
         // Nothing on v2: PrisonIP asks for it.
         assert!(!host.path("cg/unified/prison-www.1").exists());
 
@@ -908,6 +948,7 @@ mod tests {
             memory_deny: Some(1000),
             cpus: Some("0".into()),
             processes: Some(64),
+            httpd_tasks: 0,
         }
     }
 
