@@ -292,6 +292,49 @@ fn a_bind_target_under_a_file_at_a_restart_keeps_the_old_prison_until_fixed() {
     }
 }
 
+/// A PrisonBind source removed between `apachectl -t` and a restart by SIGUSR1: `-t` refuses
+/// it now, but the restart's own configuration pass leaves it to the build, which fails, and
+/// the old prison serves; once the source is back, a restart builds a new prison.
+#[test]
+fn a_bind_source_removed_before_a_restart_keeps_the_old_prison_until_it_is_back() {
+    for mpm in [Mpm::Prefork, Mpm::Event] {
+        let mut httpd = Httpd::new(Setup::new(mpm));
+        let source = httpd.root.join("bound");
+        fs::create_dir_all(&source).unwrap();
+        fs::write(source.join("marker"), "bound\n").unwrap();
+        httpd.append_config(&format!("PrisonBind \"{}\" /bound", source.display()));
+        let (ok, text) = httpd.config_test();
+        assert!(ok, "{text}");
+        httpd.start();
+        let old = the_prison(&httpd, "first generation");
+
+        fs::remove_dir_all(&source).unwrap();
+        let (ok, text) = httpd.config_test();
+        assert!(
+            !ok && text.contains("does not exist"),
+            "-t still checks it: {text}"
+        );
+        httpd.graceful_by_signal();
+        assert_eq!(the_prison(&httpd, "carried over"), old, "{mpm:?}");
+        assert_eq!(httpd.get("/").body, common::INDEX);
+        let log = httpd.error_log();
+        let line = log
+            .lines()
+            .find(|l| l.contains(CARRIED))
+            .unwrap_or_else(|| panic!("{mpm:?}: no carry-over line: {log}"));
+        assert!(line.contains(&source.display().to_string()), "{line}");
+
+        fs::create_dir_all(&source).unwrap();
+        fs::write(source.join("marker"), "bound\n").unwrap();
+        httpd.graceful_by_signal();
+        let new = the_prison(&httpd, "rebuilt");
+        assert_ne!(new.namespaces[0], old.namespaces[0], "{mpm:?}");
+        let seen = httpd.probe("read=/bound/marker");
+        assert!(seen.to_string().contains("bound"), "{seen}");
+        stop_leaves_nothing(&mut httpd, &[old, new]);
+    }
+}
+
 #[test]
 fn when_neither_a_new_nor_the_carried_prison_can_be_had_httpd_stops() {
     let mut httpd = Httpd::new(Setup::new(Mpm::Event).fault("rebuild,carry-over"));

@@ -83,6 +83,10 @@ pub struct Directives {
     pub binds: Vec<Bind>,
     /// `PrisonProcesses`: `Some(None)` is an explicit 0 (no limit).
     pub processes: Option<Option<u64>>,
+    /// Read for a graceful restart (not `-t`, not a start): a PrisonBind host path missing
+    /// now is left to the prison's build, whose failure keeps the previous generation's prison
+    /// serving, rather than a syntax error that makes httpd exit.
+    pub restart: bool,
 }
 
 fn set_once<T>(slot: &mut Option<T>, directive: &'static str, value: T) -> Result<(), ConfigError> {
@@ -131,9 +135,11 @@ impl Directives {
         set_once(&mut self.name, "PrisonName", name)
     }
 
-    /// Repeatable; two binds onto the same path inside are refused.
+    /// Repeatable; two binds onto the same path inside are refused; a missing host path too,
+    /// except at a restart (see `restart`).
     pub fn prison_bind(&mut self, args: &[&str]) -> Result<(), ConfigError> {
-        let bind = Bind::parse(args, |p| p.symlink_metadata().is_ok())?;
+        let restart = self.restart;
+        let bind = Bind::parse(args, |p| restart || p.symlink_metadata().is_ok())?;
         if self.binds.iter().any(|b| b.inside == bind.inside) {
             return Err(BindError::Duplicate(bind.inside).into());
         }
