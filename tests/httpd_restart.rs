@@ -357,3 +357,35 @@ fn when_neither_a_new_nor_the_carried_prison_can_be_had_httpd_stops() {
         "{log}"
     );
 }
+
+/// With PrisonIP, the carried prison keeps its cgroup2 cgroup and so its socket programs: a
+/// bind to another loopback address is still refused after the failed restart, one to the
+/// prison's address still works.
+#[test]
+fn a_carried_prison_keeps_prison_ip() {
+    let mut httpd = Httpd::new(
+        Setup::new(Mpm::Event)
+            .fault("rebuild")
+            .line("PrisonIP 127.0.0.1"),
+    );
+    httpd.start();
+    let old = the_prison(&httpd, "first generation");
+    let query = "bind=127.0.0.1:0&bind=127.0.0.2:0";
+    for when in ["before", "after"] {
+        let seen = httpd.probe(query);
+        assert!(
+            common::ok_at(&seen, "bind", "127.0.0.1:0"),
+            "{when}: {seen}"
+        );
+        assert!(
+            !common::ok_at(&seen, "bind", "127.0.0.2:0"),
+            "{when}: {seen}"
+        );
+        if when == "before" {
+            httpd.graceful();
+            assert!(httpd.error_log().contains(CARRIED));
+            assert_eq!(the_prison(&httpd, "carried over"), old);
+        }
+    }
+    stop_leaves_nothing(&mut httpd, &[old]);
+}
