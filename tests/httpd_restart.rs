@@ -389,3 +389,29 @@ fn a_carried_prison_keeps_prison_ip() {
     }
     stop_leaves_nothing(&mut httpd, &[old]);
 }
+
+/// Successful restarts close what the previous generation carried: the parent's descriptors
+/// do not grow, and it holds one prison's namespaces (the control: the count it holds is
+/// what a prison has).
+#[test]
+fn successful_restarts_close_the_carried_prison() {
+    let mut httpd = Httpd::new(Setup::new(Mpm::Event).line("PrisonProcesses 100"));
+    httpd.start();
+    httpd.graceful();
+    let master = httpd.master();
+    let count = move || fs::read_dir(format!("/proc/{master}/fd")).unwrap().count();
+    let before = count();
+    let held = held_descriptors(&httpd, httpd.master(), claim_inode(&httpd.name));
+    assert_eq!(held.len(), 6, "{held:?}");
+    for _ in 0..5 {
+        httpd.graceful();
+    }
+    assert_eq!(
+        count(),
+        before,
+        "the parent's descriptors grew over 5 restarts"
+    );
+    let held = held_descriptors(&httpd, httpd.master(), claim_inode(&httpd.name));
+    assert_eq!(held.len(), 6, "{held:?}");
+    httpd.stop_cleanly();
+}
