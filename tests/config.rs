@@ -1244,3 +1244,19 @@ fn finish_needs_a_usable_default_name() {
         assert_eq!(err.to_string(), message, "ServerName {server_name:?}");
     }
 }
+
+/// A PrisonBind host path that is missing is refused, except when the configuration is read
+/// for a graceful restart: then the build finds it missing and the previous prison serves on.
+#[test]
+fn a_missing_bind_source_is_refused_except_at_a_restart() {
+    let missing = "/nonexistent/mod_prison-bind-source";
+    let mut d = Directives::default();
+    let err = d.prison_bind(&[missing, "/x"]).expect_err("missing source");
+    assert!(err.to_string().contains("does not exist"), "{err}");
+    let mut d = Directives {
+        restart: true,
+        ..Directives::default()
+    };
+    d.prison_bind(&[missing, "/x"]).expect("left to the build");
+    assert_eq!(d.binds[0].host, Path::new(missing));
+}

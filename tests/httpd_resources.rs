@@ -117,6 +117,18 @@ fn generation_dir(httpd: &Httpd, controller: &str, n: u32) -> PathBuf {
         .unwrap_or_else(|| panic!("no {leaf} under {}", mount.display()))
 }
 
+/// `pids.max` for `PrisonProcesses n`: n + room for httpd's own children and their threads,
+/// for the harness's tuning (tests/common `Mpm::tuning`): prefork at most MaxRequestWorkers 8
+/// single-threaded children; worker and event ServerLimit 4 x (ThreadsPerChild 4 + main,
+/// listener and starter threads) + mod_cgid's daemon.
+fn pids_max(mpm: Mpm, n: u64) -> String {
+    let room = match mpm {
+        Mpm::Prefork => 8,
+        Mpm::Worker | Mpm::Event => 4 * (4 + 3) + 1,
+    };
+    (n + room).to_string()
+}
+
 /// A control file's content, by its v1 name ([`control_file`]).
 fn control(dir: &Path, file: &'static str) -> String {
     let file = control_file(file);
@@ -188,7 +200,10 @@ fn in_the_prisons_cgroups_until_stop(mpm: Mpm) {
         control(&prison_dir(&httpd, "memory"), "memory.limit_in_bytes"),
         (1u64 << 30).to_string()
     );
-    assert_eq!(control(&prison_dir(&httpd, "pids"), "pids.max"), "500");
+    assert_eq!(
+        control(&prison_dir(&httpd, "pids"), "pids.max"),
+        pids_max(mpm, 500)
+    );
 
     // A CGI that asks for every CPU stays on PrisonCPU: the cpuset clamps it.
     let probe = httpd.probe("widen=1");
@@ -298,14 +313,18 @@ fn without_prison_memory_a_cgi_may_allocate_past_the_limit_others_get() {
 fn a_fork_bomb_stops_at_prison_processes_and_the_server_keeps_serving() {
     let mut httpd = start(Mpm::Event, &["PrisonProcesses 40"]);
     let pids = prison_dir(&httpd, "pids");
+    let max: u64 = pids_max(Mpm::Event, 40).parse().unwrap();
+    assert_eq!(control(&pids, "pids.max"), max.to_string());
     let probe = httpd.probe("fork=200");
     let forked = probe
         .pointer("/fork/forked")
         .and_then(Value::as_u64)
         .unwrap_or(999);
+    // PrisonProcesses is room beyond httpd's children (the CGI itself takes one); the bomb may
+    // also take what the children leave unused, never more than pids.max.
     assert!(
-        forked < 40,
-        "forked {forked} in a prison of 40 tasks: {probe}"
+        (39..max).contains(&forked),
+        "forked {forked} with PrisonProcesses 40 and pids.max {max}: {probe}"
     );
     assert_eq!(
         probe.pointer("/fork/errno"),
@@ -321,6 +340,90 @@ fn a_fork_bomb_stops_at_prison_processes_and_the_server_keeps_serving() {
     );
     assert!(control(&pids, "pids.events") != "max 0");
     await_log(&httpd, "refused at the PrisonProcesses limit 40", 1);
+    // The line names the children among the prison's tasks: 2 (StartServers) of 6 threads
+    // each and the cgid daemon at least.
+    const MIN_TASKS: u64 = 2 * 6 + 1;
+    let log = httpd.error_log();
+    let line = log.lines().find(|l| l.contains("fork(s) refused")).unwrap();
+    let counts: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let (holds, theirs, children) = match counts[counts.len().saturating_sub(3)..] {
+        [a, b, c] => (a, b, c),
+        _ => panic!("{line}"),
+    };
+    assert!(
+        children >= 3 && theirs >= MIN_TASKS && holds >= theirs,
+        "{line}"
+    );
+    httpd.stop_cleanly();
+}
+
+/// PrisonProcesses counts beyond httpd's children: a prefork server with many more children
+/// than PrisonProcesses still forks inside the prison; a fork bomb stops at the limit.
+/// The control: with `pids.max` = PrisonProcesses alone (what it once was), the children fill
+/// it and the same fork fails.
+#[test]
+fn many_prefork_children_leave_prison_processes_to_the_prison() {
+    let mut httpd = start(
+        Mpm::Prefork,
+        &[
+            "PrisonProcesses 8",
+            "StartServers 20",
+            "MinSpareServers 20",
+            "MaxSpareServers 30",
+            "MaxRequestWorkers 30",
+        ],
+    );
+    let pids = prison_dir(&httpd, "pids");
+    assert_eq!(control(&pids, "pids.max"), "38");
+    let started = Instant::now();
+    while control(&pids, "pids.current").parse::<u64>().unwrap_or(0) < 20 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "children did not start"
+        );
+        sleep(Duration::from_millis(100));
+    }
+    let probe = httpd.probe("fork=5");
+    assert_eq!(
+        probe.pointer("/fork/ok"),
+        Some(&Value::Bool(true)),
+        "{probe}"
+    );
+
+    let probe = httpd.probe("fork=200");
+    let forked = probe
+        .pointer("/fork/forked")
+        .and_then(Value::as_u64)
+        .unwrap_or(999);
+    assert!((7..38).contains(&forked), "forked {forked}: {probe}");
+    assert_eq!(
+        probe.pointer("/fork/errno"),
+        Some(&Value::from(libc::EAGAIN)),
+        "{probe}"
+    );
+    await_log(
+        &httpd,
+        "refused at the PrisonProcesses limit 8 (pids.max 38",
+        1,
+    );
+    let log = httpd.error_log();
+    let line = log.lines().find(|l| l.contains("fork(s) refused")).unwrap();
+    let children: u64 = line
+        .split(" of them httpd's ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(children >= 20, "{line}");
+
+    // The control: the old meaning. The children fill pids.max, and mod_cgi cannot even fork
+    // the CGI.
+    fs::write(pids.join("pids.max"), "8").unwrap();
+    let response = httpd.get("/cgi-bin/probe?fork=5");
+    assert_ne!(response.status, 200, "{}", response.body);
+    fs::write(pids.join("pids.max"), "38").unwrap();
     httpd.stop_cleanly();
 }
 
@@ -364,7 +467,7 @@ fn a_graceful_restart_applies_changed_limits_to_the_new_generation_only() {
 
     assert_eq!(
         control(&generation_dir(&httpd, "pids", 2), "pids.max"),
-        "200"
+        pids_max(Mpm::Event, 200)
     );
     let cpuset = generation_dir(&httpd, "cpuset", 2);
     assert_eq!(control(&cpuset, "cpuset.cpus"), "0");
@@ -554,4 +657,38 @@ fn on_cgroup2_an_undelegated_cgroup_is_refused_naming_the_fix() {
         );
         assert!(prison_cgroups(&httpd.name).is_empty(), "{err}");
     }
+}
+
+/// `apachectl -t` compares PrisonMemory and PrisonProcesses with the MPM's ceiling and warns
+/// with the numbers (Debian's prefork: MaxRequestWorkers 150); limits that fit are not warned.
+#[test]
+fn the_config_check_warns_of_limits_below_the_mpms_ceiling() {
+    let tight = Httpd::new(
+        Setup::new(Mpm::Prefork)
+            .line("MaxRequestWorkers 150")
+            .line("PrisonMemory 0 64M")
+            .line("PrisonProcesses 64"),
+    );
+    let (ok, text) = tight.config_test();
+    assert!(ok, "warnings do not refuse: {text}");
+    assert!(
+        text.contains("PrisonMemory deny 64M is below MaxRequestWorkers 150 x at least ")
+            && text.contains("per child = ")
+            && text.contains("expect OOM kills under load"),
+        "{text}"
+    );
+    assert!(
+        text.contains("PrisonProcesses 64 is below MaxRequestWorkers 150")
+            && text.contains(
+                "the prison's limit is 64 + 150 for the MPM's children and their threads = 214"
+            ),
+        "{text}"
+    );
+    let roomy = Httpd::new(
+        Setup::new(Mpm::Event)
+            .line("PrisonMemory 0 8G")
+            .line("PrisonProcesses 64"),
+    );
+    let (ok, text) = roomy.config_test();
+    assert!(ok && !text.contains("is below"), "{text}");
 }

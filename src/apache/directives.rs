@@ -170,8 +170,17 @@ pub unsafe extern "C" fn prison_bind(
     b: *const c_char,
     c: *const c_char,
 ) -> *const c_char {
+    // The first start reads its configuration as generation 0 (the pre-config pass) and 1;
+    // each restart increments it. `-t` reads generation 0 only.
+    // SAFETY: ap_state_query only reads httpd's global state.
+    let restart = unsafe { sys::ap_state_query(sys::AP_SQ_CONFIG_GEN as _) } > 1;
     // SAFETY: forwarded from httpd's call (TAKE123: `b` and `c` may be null, which `handle` skips).
-    unsafe { handle(cmd, &[a, b, c], |d, w| text(d.prison_bind(w))) }
+    unsafe {
+        handle(cmd, &[a, b, c], |d, w| {
+            d.restart = restart;
+            text(d.prison_bind(w))
+        })
+    }
 }
 
 pub unsafe extern "C" fn prison_tmp(

@@ -5,7 +5,7 @@ use std::ffi::{c_char, c_int, CStr};
 use std::path::PathBuf;
 use std::ptr::NonNull;
 
-use crate::config::HostConfig;
+use crate::config::{HostConfig, MpmCeiling};
 use crate::jail::{Identity, Prepared};
 
 use super::guard::ffi_guard;
@@ -48,6 +48,9 @@ pub unsafe extern "C" fn check_config(
                     }
                     _ => OK,
                 };
+                if let Some(prison) = &prison {
+                    warn_about_limits(s, prison);
+                }
                 record.prison = prison;
                 verdict
             }
@@ -86,7 +89,8 @@ fn dry_run(s: *mut sys::server_rec, prison: &crate::config::Prison) -> c_int {
             sys::ap_unixd_config.group_id,
         )
     };
-    match Identity::resolve(&user, uid, gid).and_then(|_| Prepared::dry_run(prison)) {
+    match Identity::resolve(&user, uid, gid).and_then(|_| Prepared::dry_run(prison, &mpm_ceiling()))
+    {
         Ok(checked) => {
             log_at!(s, Notice, "mod_prison: {prison}: dry run passed: {checked}");
             OK
@@ -101,6 +105,71 @@ fn dry_run(s: *mut sys::server_rec, prison: &crate::config::Prison) -> c_int {
             );
             FAIL
         }
+    }
+}
+
+/// At `-t` and when a configuration is loaded to serve (not the first pass of a start):
+/// PrisonProcesses and PrisonMemory against the MPM's ceiling, with the numbers.
+fn warn_about_limits(s: *mut sys::server_rec, prison: &crate::config::Prison) {
+    // SAFETY: ap_state_query only reads httpd's global state.
+    let (mode, state) = unsafe {
+        (
+            sys::ap_state_query(sys::AP_SQ_RUN_MODE as c_int),
+            sys::ap_state_query(sys::AP_SQ_MAIN_STATE as c_int),
+        )
+    };
+    if mode != sys::AP_SQ_RM_CONFIG_TEST as c_int
+        && state == sys::AP_SQ_MS_CREATE_PRE_CONFIG as c_int
+    {
+        return;
+    }
+    // A child starts as a copy of the parent after its configuration is loaded: this
+    // process's resident memory now is a lower bound of a child's.
+    let rss = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let kb = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
+            kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok()
+        })
+        .map(|kb| kb * 1024);
+    for warning in crate::config::limit_warnings(prison, &mpm_ceiling(), rss) {
+        log_at!(s, Warning, "mod_prison: prison {}: {warning}", prison.name);
+    }
+}
+
+/// What the MPM says about its children (`ap_mpm_query`), once its directives are read.
+fn mpm_ceiling() -> MpmCeiling {
+    let query = |code: c_int| {
+        let mut value: c_int = 0;
+        // SAFETY: ap_mpm_query writes one int for a known query code; `value` is writable.
+        let status = unsafe { sys::ap_mpm_query(code, &mut value) };
+        if status == 0 {
+            u64::try_from(value).unwrap_or(0)
+        } else {
+            0
+        }
+    };
+    let threaded = query(sys::AP_MPMQ_IS_THREADED) != sys::AP_MPMQ_NOT_SUPPORTED as u64;
+    let threads_per_child = if threaded {
+        query(sys::AP_MPMQ_MAX_THREADS).max(1)
+    } else {
+        1
+    };
+    // prefork never runs more than MaxRequestWorkers (its MAX_DAEMONS) children of a
+    // generation; worker and event run up to ServerLimit, children that are finishing included.
+    let max_daemons = query(sys::AP_MPMQ_MAX_DAEMONS);
+    let processes = if threaded {
+        query(sys::AP_MPMQ_HARD_LIMIT_DAEMONS).max(max_daemons)
+    } else {
+        max_daemons
+    };
+    MpmCeiling {
+        threaded,
+        processes,
+        threads_per_child,
+        max_request_workers: max_daemons * threads_per_child,
+        // SAFETY: a NUL-terminated name; httpd only searches its list of loaded modules.
+        cgid: !unsafe { sys::ap_find_linked_module(c"mod_cgid.c".as_ptr()) }.is_null(),
     }
 }
 
@@ -212,9 +281,20 @@ pub unsafe extern "C" fn post_config(
             )
         };
         let started = std::time::Instant::now();
-        match Identity::resolve(&user, uid, gid)
-            .and_then(|identity| Prepared::build(&prison, &identity, previous.as_deref()))
-        {
+        let identity = match Identity::resolve(&user, uid, gid) {
+            Ok(identity) => identity,
+            Err(e) => {
+                log_at!(
+                    s,
+                    Emerg,
+                    "mod_prison: prison {} cannot be built, httpd will not start: {e}",
+                    prison.name
+                );
+                return FAIL;
+            }
+        };
+        let mpm = mpm_ceiling();
+        let failure = match Prepared::build(&prison, &identity, &mpm, previous.as_deref()) {
             Ok(prepared) => {
                 log_at!(
                     s,
@@ -224,13 +304,41 @@ pub unsafe extern "C" fn post_config(
                     started.elapsed().as_micros()
                 );
                 record.prepared = Some(prepared);
+                return OK;
+            }
+            Err(e) => e,
+        };
+        // A restart: rather than leave the host without httpd, this generation serves from
+        // the previous generation's prison, jailed as before.
+        let Some(previous) = previous else {
+            log_at!(
+                s,
+                Emerg,
+                "mod_prison: prison {} cannot be built, httpd will not start: {failure}",
+                prison.name
+            );
+            return FAIL;
+        };
+        match Prepared::carry_over(&prison, &identity, &mpm, &previous) {
+            Ok((prepared, unapplied)) => {
+                log_at!(
+                    s,
+                    Error,
+                    "mod_prison: prison {} cannot be built for this generation ({failure}); its \
+                     children run in the previous generation's prison, carried over, as {user} \
+                     ({uid}:{gid}); {unapplied}; {}. Fix the configuration and restart again.",
+                    prison.name,
+                    prepared.security_summary()
+                );
+                record.prepared = Some(prepared);
                 OK
             }
             Err(e) => {
                 log_at!(
                     s,
                     Emerg,
-                    "mod_prison: prison {} cannot be built, httpd will not start: {e}",
+                    "mod_prison: prison {} cannot be built ({failure}), nor can the previous \
+                     generation's be carried over ({e}); httpd will not start",
                     prison.name
                 );
                 FAIL

@@ -9,6 +9,7 @@ use super::PRISON_MODULE;
 #[derive(Debug, Clone, Copy)]
 pub enum Level {
     Emerg = 0,
+    Error = 3,
     Warning = 4,
     Notice = 5,
     Info = 6,

@@ -9,9 +9,11 @@ mod cpu;
 mod dir;
 mod ip;
 mod memory;
+mod mpm;
 mod name;
 mod processes;
 mod security;
+mod settings;
 mod tmp;
 
 use std::path::PathBuf;
@@ -23,9 +25,11 @@ pub use cpu::{CpuListError, CpuSet, MAX_CPU_ID};
 pub use dir::{check_facts, check_prison_dir, DirError, DirFacts};
 pub use ip::{IpError, PrisonIp};
 pub use memory::{parse_size, MemoryError, MemoryLimits};
+pub use mpm::{limit_warnings, MpmCeiling};
 pub use name::{NameError, PrisonName, MAX_NAME_LEN};
 pub use processes::{parse_processes, ProcessesError, MAX_PROCESSES};
 pub use security::{Security, SecurityError};
+pub use settings::difference;
 pub use tmp::{Tmp, TmpError, DEFAULT_TMP_SIZE, MIN_TMP_SIZE};
 
 /// Whether this build is PARANOID (the cargo feature, on by default).
@@ -83,6 +87,10 @@ pub struct Directives {
     pub binds: Vec<Bind>,
     /// `PrisonProcesses`: `Some(None)` is an explicit 0 (no limit).
     pub processes: Option<Option<u64>>,
+    /// Read for a graceful restart (not `-t`, not a start): a PrisonBind host path missing
+    /// now is left to the prison's build, whose failure keeps the previous generation's prison
+    /// serving, rather than a syntax error that makes httpd exit.
+    pub restart: bool,
     pub tmp: Option<Tmp>,
     /// Where each directive was written.
     pub origins: Origins,
@@ -160,9 +168,11 @@ impl Directives {
         set_once(&mut self.tmp, "PrisonTmp", tmp)
     }
 
-    /// Repeatable; two binds onto the same path inside are refused.
+    /// Repeatable; two binds onto the same path inside are refused; a missing host path too,
+    /// except at a restart (see `restart`).
     pub fn prison_bind(&mut self, args: &[&str]) -> Result<(), ConfigError> {
-        let bind = Bind::parse(args, |p| p.symlink_metadata().is_ok())?;
+        let restart = self.restart;
+        let bind = Bind::parse(args, |p| restart || p.symlink_metadata().is_ok())?;
         if self.binds.iter().any(|b| b.inside == bind.inside) {
             return Err(BindError::Duplicate(bind.inside).into());
         }

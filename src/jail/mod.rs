@@ -18,10 +18,14 @@
 //! generation to the next: its code and memory may be gone. `Prepared::release` returns
 //! instead a small plain-text *carry*, what the next generation may reuse (FreeBSD: the live
 //! jail's jid, name, create-only parameters, the master pid, and the number of its reaper's
-//! pipe, left open; Linux: `None`, each generation builds its own namespaces and cgroups). The
-//! httpd glue keeps it in the process pool (which outlives every reload) and hands it to the
-//! next `Prepared::build(prison, identity, carry)`, `None` at first start; a carry nobody
-//! builds with (the prison was removed from the configuration) goes to `Prepared::retire`.
+//! pipe, left open; Linux: the whole prison — namespace, PrisonDir and claim descriptors left
+//! open, cgroups and settings — though each generation builds its own). The httpd glue keeps it
+//! in the process pool (which outlives every reload) and hands it to the next
+//! `Prepared::build(prison, identity, carry)`, `None` at first start; a carry nobody builds
+//! with (the prison was removed from the configuration) goes to `Prepared::retire`. If the
+//! build fails at a restart, `Prepared::carry_over(prison, identity, carry)` gives the new
+//! generation the carried prison instead (Linux; FreeBSD refuses), so that a restart never
+//! leaves the host without a jailed httpd.
 
 pub mod fault;
 pub mod identity;

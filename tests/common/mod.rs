@@ -595,17 +595,33 @@ impl Httpd {
     /// `-k graceful`, then waits until every child belongs to the new generation and the
     /// server serves again.
     pub fn graceful(&mut self) {
+        self.restart_by(|httpd| {
+            let out = httpd.apache2(&["-k", "graceful"]);
+            assert!(
+                out.status.success(),
+                "apache2 -k graceful: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        });
+    }
+
+    /// A graceful restart by SIGUSR1 to the master, as an admin's script or logrotate sends
+    /// it (`apache2 -k graceful` reads the configuration first and refuses a broken one), then
+    /// waits as `graceful` does.
+    pub fn graceful_by_signal(&mut self) {
+        self.restart_by(|httpd| {
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe { libc::kill(httpd.master(), libc::SIGUSR1) };
+        });
+    }
+
+    fn restart_by(&mut self, signal: impl FnOnce(&Self)) {
         let before: BTreeSet<i32> = self.children().into_iter().collect();
         let generation_marker = self
             .error_log()
             .matches("resuming normal operations")
             .count();
-        let out = self.apache2(&["-k", "graceful"]);
-        assert!(
-            out.status.success(),
-            "apache2 -k graceful: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        signal(self);
         let started = Instant::now();
         loop {
             let resumed = self

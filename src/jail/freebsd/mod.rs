@@ -53,7 +53,7 @@ mod backend {
     };
     use super::reaper::{self, Reaper};
     use super::sys;
-    use crate::config::Prison;
+    use crate::config::{MpmCeiling, Prison};
     use crate::jail::{Identity, SetupError};
 
     /// The jail of the generation being built, with the parent's end of its reaper's pipe:
@@ -103,6 +103,7 @@ mod backend {
         pub fn build(
             prison: &Prison,
             identity: &Identity,
+            _mpm: &MpmCeiling,
             carry: Option<&str>,
         ) -> Result<Self, SetupError> {
             let base = &prison.name;
@@ -151,7 +152,7 @@ mod backend {
 
         /// Parent, root, under `apachectl -t` only: what `build` checks before it creates
         /// anything (the jail's plan, PrisonDir). A jail is not created for a dry run.
-        pub fn dry_run(prison: &Prison) -> Result<String, SetupError> {
+        pub fn dry_run(prison: &Prison, _mpm: &MpmCeiling) -> Result<String, SetupError> {
             let step = |what: &str| format!("building prison {}: {what}", prison.name);
             let plan = JailPlan::new(prison)
                 .map_err(|e| SetupError::check(step("planning the jail"), e.to_string()))?;
@@ -166,6 +167,21 @@ mod backend {
         /// jail would.
         pub fn retire(carry: &str) {
             drop(adopt(carry));
+        }
+
+        /// At a restart whose `build` failed: not done on FreeBSD (see docs/freebsd.md, "A
+        /// failed build at a restart"): `build` has retired the carried jail by then, so httpd
+        /// stops as at a first start.
+        pub fn carry_over(
+            _prison: &Prison,
+            _identity: &Identity,
+            _mpm: &MpmCeiling,
+            _carry: &str,
+        ) -> Result<(Self, String), SetupError> {
+            Err(SetupError::check(
+                "carrying over the previous generation's jail",
+                "not supported on FreeBSD: the failed build retired it",
+            ))
         }
 
         /// Child, root, single-threaded (drop_privileges, before mod_unixd): joins the jail

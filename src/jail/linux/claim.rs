@@ -72,6 +72,25 @@ impl NameClaim {
         std::os::fd::IntoRawFd::into_raw_fd(self.0)
     }
 
+    /// The next generation, while it builds its own prison: a duplicate of the claim `fd` a
+    /// predecessor handed over if it still is this process's claim on `name`, else a new
+    /// claim. The carried descriptor stays open: if the build fails, the next generation runs
+    /// in the carried prison and takes it over; if it succeeds, it is closed.
+    pub fn share(fd: RawFd, name: &str) -> Result<Self, SetupError> {
+        if !bound_to(fd, name) {
+            return Self::claim(name);
+        }
+        // SAFETY: F_DUPFD_CLOEXEC on an open descriptor (checked above) returns a new one.
+        let copy = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+        if copy < 0 {
+            return Err(SetupError::last_os_error(format!(
+                "duplicating the claim on PrisonName {name}"
+            )));
+        }
+        // SAFETY: `copy` is a new descriptor that nothing else owns.
+        Ok(Self(unsafe { OwnedFd::from_raw_fd(copy) }))
+    }
+
     /// The next generation: takes back the descriptor `fd` a predecessor handed over if it
     /// still is this process's claim on `name`, else claims `name` anew. A carried claim on
     /// another name is released. A descriptor that is not a claim is left alone: its number
@@ -135,6 +154,19 @@ mod tests {
         let claim = NameClaim::take_over(fd, &name, &name).expect("take over");
         assert_eq!(claim.raw_fd(), fd);
         drop(claim);
+        NameClaim::claim(&name).expect("claim after release");
+    }
+
+    #[test]
+    fn a_shared_claim_keeps_the_carried_one_open() {
+        let name = format!("unit-share-{}", std::process::id());
+        let fd = NameClaim::claim(&name).expect("first claim").hand_over();
+        let shared = NameClaim::share(fd, &name).expect("share");
+        assert_ne!(shared.raw_fd(), fd);
+        drop(shared);
+        // The carried descriptor still holds the name.
+        assert!(NameClaim::claim(&name).is_err());
+        release_carried(fd, &name);
         NameClaim::claim(&name).expect("claim after release");
     }
 

@@ -7,6 +7,7 @@
 mod bpf;
 #[cfg(test)]
 mod bpf_interp;
+mod carry;
 mod cgroup;
 mod claim;
 mod fds;
@@ -17,13 +18,14 @@ mod sockaddr;
 mod sys;
 
 use std::ffi::CStr;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::config::Prison;
+use crate::config::{MpmCeiling, Prison};
 
 use super::{check_ret, Identity, SetupError};
+use carry::{Carry, Namespace};
 use cgroup::{Cgroups, Limits};
 use holder::NamespaceFds;
 use plan::{MountPlan, RealHost};
@@ -40,48 +42,75 @@ pub struct Prepared {
     /// Every cgroup of the prison (its limits; with PrisonIP, the cgroup2 one carrying the
     /// socket programs), which each child joins.
     cgroups: Cgroups,
+    /// PrisonDir, `O_PATH`: carried across restarts (a carried-over prison rebuilds its
+    /// Landlock ruleset on it). Every child closes it first thing.
+    root: OwnedFd,
     /// (st_dev, st_ino) of PrisonDir: what the child's `/` must be.
     root_id: (u64, u64),
     /// PrisonSecurity, compiled.
     security: Restrictions,
+    /// The prison's settings as directive lines, carried so that a later generation that
+    /// runs in this prison can say which of its own settings did not apply.
+    settings: Vec<String>,
 }
 
 impl Prepared {
     /// Parent, root: builds this generation's prison. Every generation builds its own
-    /// namespaces and cgroups; the carry from the previous generation (see `release`) only
-    /// names its cgroup leaf, which this build must not remove.
+    /// namespaces and cgroups; the carry from the previous generation (see `release`) names
+    /// its cgroup leaf, which this build must not remove, and its prison, which is left as it
+    /// is if this build fails (for `carry_over`) and closed once it succeeds.
     pub fn build(
         prison: &Prison,
         identity: &Identity,
+        mpm: &MpmCeiling,
         carry: Option<&str>,
     ) -> Result<Self, SetupError> {
-        let name = prison.name.to_string();
-        let (meta, plan) = plan(prison)?;
-        super::fault::inject("build")?;
-        let security = Restrictions::build(prison.security, &prison.dir)?;
         let carry = Carry::parse(carry.unwrap_or_default());
+        let prepared = Self::build_new(prison, identity, mpm, &carry)?;
+        // The previous generation's prison is its children's alone now.
+        carry.close();
+        Ok(prepared)
+    }
+
+    fn build_new(
+        prison: &Prison,
+        identity: &Identity,
+        mpm: &MpmCeiling,
+        carry: &Carry,
+    ) -> Result<Self, SetupError> {
+        let name = prison.name.to_string();
+        let (root, root_id) = open_root(prison)?;
+        let plan = plan(prison)?;
+        super::fault::inject("build")?;
+        if carry.has_prison() {
+            super::fault::inject("rebuild")?;
+        }
+        let security = Restrictions::build(prison.security, &prison.dir)?;
+        // The carried claim is shared, not taken: should this build fail, the carried prison
+        // needs it.
         let claim = match &carry.claim {
-            Some((fd, carried)) => claim::NameClaim::take_over(*fd, carried, &name)?,
-            None => claim::NameClaim::claim(&name)?,
+            Some((fd, carried)) if *carried == name => claim::NameClaim::share(*fd, &name)?,
+            _ => claim::NameClaim::claim(&name)?,
         };
         // Limits (and PrisonIP's programs) are in place before the holder starts: no child
         // can exist outside them, and a prison whose address cannot be enforced is never built.
         let mut cgroups = Cgroups::create_after(
             &name,
-            &Limits::of(prison),
+            &Limits::of(prison, mpm.tasks()),
             Path::new("/proc"),
             carry.leaf.as_deref(),
         )?;
         if prison.ip.is_set() {
             if let Err(e) = attach_network_programs(&mut cgroups, prison) {
-                let _ = cgroups.teardown();
+                // Only what this build made: the previous generation's cgroups stay in use.
+                cgroups.discard();
                 return Err(e);
             }
         }
         let namespaces = match holder::build(&plan, !prison.ip.is_set()) {
             Ok(namespaces) => namespaces,
             Err(e) => {
-                let _ = cgroups.teardown();
+                cgroups.discard();
                 return Err(e);
             }
         };
@@ -91,8 +120,10 @@ impl Prepared {
             identity: identity.clone(),
             namespaces,
             cgroups,
-            root_id: (meta.dev(), meta.ino()),
+            root,
+            root_id,
             security,
+            settings: prison.settings(),
         })
     }
 
@@ -101,16 +132,17 @@ impl Prepared {
     /// nobody keeps; the cgroups are planned, not created; PrisonIP's programs are loaded (so
     /// the verifier checks them) and closed, not attached. The PrisonName claim is not tried:
     /// at a graceful restart the running httpd holds it. Returns what was checked, for the log.
-    pub fn dry_run(prison: &Prison) -> Result<String, SetupError> {
+    pub fn dry_run(prison: &Prison, mpm: &MpmCeiling) -> Result<String, SetupError> {
         let named = |e: SetupError| SetupError {
             step: format!("building prison {}: {}", prison.name, e.step),
             source: e.source,
         };
-        let (_, plan) = plan(prison)?;
+        open_root(prison)?;
+        let plan = plan(prison)?;
         Restrictions::build(prison.security, &prison.dir)?;
         let cgroups = Cgroups::check(
             prison.name.as_str(),
-            &Limits::of(prison),
+            &Limits::of(prison, mpm.tasks()),
             Path::new("/proc"),
             prison.ip.is_set(),
         )
@@ -128,6 +160,82 @@ impl Prepared {
         ))
     }
 
+    /// Parent, root, at a restart whose `build` failed: this generation's children run in the
+    /// previous generation's prison, as `carry` hands it over (its namespaces, PrisonDir,
+    /// cgroups and settings; its seccomp filter, Landlock ruleset and monitor rebuilt from
+    /// them). They run as this generation's User, and the task limit makes room for them beside
+    /// the previous generation's children. Returns it with what of `prison` (the new
+    /// configuration) does not apply, for the error log.
+    pub fn carry_over(
+        prison: &Prison,
+        identity: &Identity,
+        mpm: &MpmCeiling,
+        carry: &str,
+    ) -> Result<(Self, String), SetupError> {
+        let step = |e: SetupError| SetupError {
+            step: format!("carrying over the previous generation's prison: {}", e.step),
+            source: e.source,
+        };
+        super::fault::inject("carry-over").map_err(step)?;
+        let carry = Carry::parse(carry);
+        let old = carry.prison().map_err(step)?;
+        let namespaces = carry.take_namespaces(old.own_network).map_err(step)?;
+        let (root, root_id) = carry.take_root().map_err(step)?;
+        // The Landlock rule is on the inode: reached through the carried descriptor, it holds
+        // even if PrisonDir's path changed since.
+        let root_path = PathBuf::from(format!("/proc/self/fd/{}", root.as_raw_fd()));
+        let security = Restrictions::build(old.security, &root_path).map_err(step)?;
+        let limits = Limits {
+            memory_report: old.memory.report,
+            memory_deny: old.memory.deny,
+            cpus: None,
+            processes: old.processes,
+            // This generation's children join beside the previous generation's, which leave
+            // as they finish: room for both.
+            httpd_tasks: mpm.tasks().saturating_mul(2),
+        };
+        let cgroups = Cgroups::adopt(
+            &old.name,
+            &limits,
+            Path::new("/proc"),
+            carry.leaf.as_deref(),
+            &carry.cgroups,
+        )
+        .map_err(step)?;
+        let claim = match &carry.claim {
+            Some((fd, carried)) => claim::NameClaim::take_over(*fd, carried, &old.name),
+            None => claim::NameClaim::claim(&old.name),
+        }
+        .map_err(step)?;
+        let (not_applied, kept) = crate::config::difference(&carry.settings, &prison.settings());
+        let unapplied = if not_applied.is_empty() && kept.is_empty() {
+            "the new configuration's prison settings are the previous generation's".to_owned()
+        } else {
+            let list = |lines: &[String]| match lines {
+                [] => "none".to_owned(),
+                _ => lines.join("; "),
+            };
+            format!(
+                "settings of the new configuration that do not apply: {}; settings of the \
+                 previous generation that stay in force instead: {}",
+                list(&not_applied),
+                list(&kept)
+            )
+        };
+        let prepared = Self {
+            name: old.name,
+            claim,
+            identity: identity.clone(),
+            namespaces,
+            cgroups,
+            root,
+            root_id,
+            security,
+            settings: carry.settings,
+        };
+        Ok((prepared, unapplied))
+    }
+
     /// Child, root, single-threaded: joins the prison and becomes the httpd User. The order is
     /// fixed by the kernel: directory fds must be gone before the root changes, setns into a
     /// mount namespace needs CAP_SYS_ADMIN and CAP_SYS_CHROOT (so it comes before the user
@@ -143,6 +251,9 @@ impl Prepared {
         // SAFETY: the child's copy of the parent's claim; the child never uses it, and must not
         // hold the name (see claim.rs).
         unsafe { libc::close(self.claim.raw_fd()) };
+        // SAFETY: the child's copy of the parent's PrisonDir descriptor: a directory of the
+        // host, never to be held inside.
+        unsafe { libc::close(self.root.as_raw_fd()) };
         fds::close_directory_fds(&keep)?;
         // Before setns(mnt): inside the prison there is no cgroupfs to write to.
         super::fault::inject("join-cgroup")?;
@@ -215,16 +326,39 @@ impl Prepared {
     }
 
     /// Parent: the generation's configuration is torn down (restart). Old children keep their
-    /// namespaces and cgroups alive; the parent drops its references, and the next
-    /// generation's monitor removes the old cgroups once they are empty. Children forked just
-    /// before the restart may still be on their way in, so the carry hands over what they still
-    /// hold: this generation's cgroup leaf (the next build must not remove it even if it looks
-    /// empty) and the PrisonName claim (their copy closes only in attach, so a fresh claim
-    /// could find the name taken).
+    /// namespaces and cgroups alive; the next generation's monitor removes the old cgroups once
+    /// they are empty. Children forked just before the restart may still be on their way in,
+    /// so the carry hands over what they still hold: this generation's cgroup leaf (the next
+    /// build must not remove it even if it looks empty) and the PrisonName claim (their copy
+    /// closes only in attach, so a fresh claim could find the name taken). It also hands over
+    /// the whole prison — namespaces, PrisonDir, cgroups, settings — for the next generation
+    /// to run in should its own build fail; that generation closes them once it has its own.
     pub fn release(self) -> Option<String> {
+        let ns = self.namespaces;
+        let namespaces = [
+            (Namespace::Ipc, Some(ns.ipc)),
+            (Namespace::Uts, Some(ns.uts)),
+            (Namespace::Net, ns.net),
+            (Namespace::Mnt, Some(ns.mnt)),
+        ]
+        .into_iter()
+        .filter_map(|(kind, fd)| {
+            let fd = fd?;
+            let ino = carry::inode(&fd);
+            Some((kind, fd.into_raw_fd(), ino))
+        })
+        .collect();
         let carry = Carry {
             leaf: self.cgroups.leaf().map(str::to_owned),
             claim: Some((self.claim.hand_over(), self.name)),
+            namespaces,
+            root: Some((self.root.into_raw_fd(), self.root_id)),
+            cgroups: self
+                .cgroups
+                .joined()
+                .map(|(version, dir)| (version, dir.to_owned()))
+                .collect(),
+            settings: self.settings,
         };
         Some(carry.to_string())
     }
@@ -232,9 +366,7 @@ impl Prepared {
     /// A carry the next generation does not use (the module stays loaded without a prison):
     /// the claim is released; the old cgroups are removed by teardown at exit.
     pub fn retire(carry: &str) {
-        if let Some((fd, name)) = Carry::parse(carry).claim {
-            claim::release_carried(fd, &name);
-        }
+        Carry::parse(carry).close();
     }
 
     /// Parent, periodically (httpd's monitor hook): the prison's resource events (memory
@@ -250,61 +382,25 @@ impl Prepared {
     }
 }
 
-/// PrisonDir as it is now and the mount plan: the first steps of `build` and `dry_run`.
-fn plan(prison: &Prison) -> Result<(std::fs::Metadata, MountPlan), SetupError> {
-    let name = &prison.name;
-    let meta = std::fs::metadata(&prison.dir).map_err(|e| {
-        SetupError::new(
-            format!(
-                "building prison {name}: reading PrisonDir {}",
-                prison.dir.display()
-            ),
+/// The mount plan: a first step of `build` and `dry_run`.
+fn plan(prison: &Prison) -> Result<MountPlan, SetupError> {
+    MountPlan::new(prison, &RealHost).map_err(|e| {
+        SetupError::check(
+            format!("building prison {}: planning its mounts", prison.name),
             e,
         )
-    })?;
-    let plan = MountPlan::new(prison, &RealHost).map_err(|e| {
-        SetupError::check(format!("building prison {name}: planning its mounts"), e)
-    })?;
-    Ok((meta, plan))
+    })
 }
 
-/// What a generation hands the next at a graceful restart, as text in the process pool: one
-/// `leaf=<cgroup leaf>` and one `claim=<fd> <PrisonName>` line. A line of neither form is a bare
-/// leaf (the carry of a module built before the claim was carried).
-#[derive(Debug, Default, PartialEq)]
-struct Carry {
-    leaf: Option<String>,
-    claim: Option<(RawFd, String)>,
-}
-
-impl Carry {
-    fn parse(text: &str) -> Self {
-        let mut carry = Carry::default();
-        for line in text.lines().filter(|l| !l.is_empty()) {
-            if let Some(leaf) = line.strip_prefix("leaf=") {
-                carry.leaf = Some(leaf.to_owned());
-            } else if let Some(claim) = line.strip_prefix("claim=") {
-                carry.claim = claim
-                    .split_once(' ')
-                    .and_then(|(fd, name)| Some((fd.parse().ok()?, name.to_owned())));
-            } else {
-                carry.leaf = Some(line.to_owned());
-            }
-        }
-        carry
-    }
-}
-
-impl std::fmt::Display for Carry {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if let Some(leaf) = &self.leaf {
-            writeln!(f, "leaf={leaf}")?;
-        }
-        if let Some((fd, name)) = &self.claim {
-            writeln!(f, "claim={fd} {name}")?;
-        }
-        Ok(())
-    }
+/// PrisonDir, opened now (`O_PATH`), and its (st_dev, st_ino): a first step of `build` and
+/// `dry_run`.
+fn open_root(prison: &Prison) -> Result<(OwnedFd, (u64, u64)), SetupError> {
+    carry::open_root(&prison.dir).map_err(|e| {
+        SetupError::new(
+            format!("building prison {}: {}", prison.name, e.step),
+            e.source,
+        )
+    })
 }
 
 /// PrisonIP: loads the socket programs for the prison's addresses and attaches them to the
@@ -324,29 +420,4 @@ fn join(fd: &OwnedFd, kind: libc::c_int, what: &str) -> Result<(), SetupError> {
         format!("joining the prison's {what} namespace")
     })
     .map(drop)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Carry;
-
-    #[test]
-    fn a_carry_reads_back_what_it_wrote() {
-        let carry = Carry {
-            leaf: Some("prison-web.3".into()),
-            claim: Some((7, "web".into())),
-        };
-        assert_eq!(carry.to_string(), "leaf=prison-web.3\nclaim=7 web\n");
-        assert_eq!(Carry::parse(&carry.to_string()), carry);
-        assert_eq!(Carry::parse(""), Carry::default());
-    }
-
-    #[test]
-    fn an_older_modules_carry_is_a_bare_leaf_and_a_bad_claim_is_none() {
-        let old = Carry::parse("prison-web.3");
-        assert_eq!(old.leaf.as_deref(), Some("prison-web.3"));
-        assert_eq!(old.claim, None);
-        assert_eq!(Carry::parse("claim=x web").claim, None);
-        assert_eq!(Carry::parse("claim=7").claim, None);
-    }
 }

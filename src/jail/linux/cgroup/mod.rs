@@ -19,19 +19,21 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::jail::SetupError;
-use layout::{Hierarchy, Layout};
+use layout::{Controller, Hierarchy, Layout};
 use plan::{Group, MemoryWatch, Setting, V2Facts, Value, Version};
 
 pub use plan::Limits;
 
 impl Limits {
-    /// The limits of `prison` that cgroups enforce.
-    pub fn of(prison: &crate::config::Prison) -> Self {
+    /// The limits of `prison` that cgroups enforce, with room for `httpd_tasks` of httpd's own
+    /// children and their threads on top of PrisonProcesses.
+    pub fn of(prison: &crate::config::Prison, httpd_tasks: u64) -> Self {
         Self {
             memory_report: prison.memory.report,
             memory_deny: prison.memory.deny,
             cpus: prison.cpus.as_ref().map(ToString::to_string),
             processes: prison.processes,
+            httpd_tasks,
         }
     }
 }
@@ -83,6 +85,9 @@ struct MemoryState {
 #[derive(Debug)]
 struct PidsState {
     dir: PathBuf,
+    /// PrisonProcesses: tasks beyond httpd's own children.
+    beyond: u64,
+    /// `pids.max`: `beyond` + room for httpd's own children and their threads.
     max: u64,
     refused: u64,
 }
@@ -194,6 +199,113 @@ impl Cgroups {
         ))
     }
 
+    /// Parent, root, at a restart whose new prison could not be built: the previous
+    /// generation's cgroups `dirs` (leaf `leaf`, made for `limits`), for the new generation's
+    /// children to join. Nothing is created or written; each cgroup must still exist. The
+    /// monitor starts from the events counted so far (the previous generation logged those).
+    pub fn adopt(
+        prison: &str,
+        limits: &Limits,
+        proc_root: &Path,
+        leaf: Option<&str>,
+        dirs: &[(Version, PathBuf)],
+    ) -> Result<Self, SetupError> {
+        let mut this = Self {
+            prison: prison.to_owned(),
+            proc_root: proc_root.to_owned(),
+            layout: None,
+            leaf: leaf.map(str::to_owned),
+            predecessor: None,
+            built: Instant::now(),
+            groups: Vec::new(),
+            memory: None,
+            pids: None,
+        };
+        let _ = this.layout();
+        for (version, dir) in dirs {
+            if !dir.join("cgroup.procs").is_file() {
+                return Err(SetupError::check(
+                    format!("taking over the cgroups of prison {prison}"),
+                    format!("{} is gone", dir.display()),
+                ));
+            }
+            this.groups.push(Group {
+                version: *version,
+                base: dir.parent().map(Path::to_owned).unwrap_or_default(),
+                dir: dir.clone(),
+                enable: Vec::new(),
+                settings: Vec::new(),
+            });
+        }
+        let holding = |controller: Controller| {
+            this.groups
+                .iter()
+                .find(|g| matches!(g.version, Version::V1(c) if c == controller))
+                .or_else(|| this.groups.iter().find(|g| g.version == Version::V2))
+                .map(|g| (g.version, g.dir.clone()))
+        };
+        let memory = limits.memory_report.is_some() || limits.memory_deny.is_some();
+        if let Some((version, dir)) = holding(Controller::Memory).filter(|_| memory) {
+            let threshold = match (version, limits.memory_report) {
+                (Version::V1(_), Some(report)) => Some(fs::memory_threshold(&dir, report)?),
+                _ => None,
+            };
+            let (file, peak) = match version {
+                Version::V1(_) => ("memory.oom_control", 0),
+                Version::V2 => (
+                    "memory.events",
+                    fs::number(&dir.join("memory.peak")).unwrap_or(0),
+                ),
+            };
+            let text = std::fs::read_to_string(dir.join(file)).unwrap_or_default();
+            let usage = match version {
+                Version::V1(_) => "memory.usage_in_bytes",
+                Version::V2 => "memory.current",
+            };
+            let above = limits
+                .memory_report
+                .is_some_and(|r| fs::number(&dir.join(usage)).unwrap_or(0) >= r);
+            this.memory = Some(MemoryState {
+                watch: MemoryWatch {
+                    version,
+                    dir,
+                    report: limits.memory_report,
+                    deny: limits.memory_deny,
+                },
+                threshold,
+                above,
+                oom_kills: fs::counter(&text, "oom_kill").unwrap_or(0),
+                peak,
+            });
+        }
+        if let (Some(beyond), Some(max)) = (limits.processes, limits.pids_max()) {
+            if let Some((_, dir)) = holding(Controller::Pids) {
+                // Room for this generation's children beside the previous one's, which are
+                // in the same cgroup until they finish.
+                fs::write(&dir.join("pids.max"), &max.to_string())?;
+                let text = std::fs::read_to_string(dir.join("pids.events")).unwrap_or_default();
+                this.pids = Some(PidsState {
+                    refused: fs::counter(&text, "max").unwrap_or(0),
+                    dir,
+                    beyond,
+                    max,
+                });
+            }
+        }
+        Ok(this)
+    }
+
+    /// The cgroups every child joins, with their hierarchy: what a restart carries.
+    pub fn joined(&self) -> impl Iterator<Item = (Version, &Path)> {
+        self.groups.iter().map(|g| (g.version, g.dir.as_path()))
+    }
+
+    /// After a failed build: removes the cgroups this build created (nobody joined them),
+    /// and nothing of any other generation.
+    pub fn discard(mut self) {
+        self.remove_created();
+    }
+
     fn create_groups(&mut self, limits: &Limits) -> Result<(), SetupError> {
         let layout = self.layout()?.clone();
         let (v1, v2_needed) = plan::split(limits, &layout);
@@ -234,13 +346,14 @@ impl Cgroups {
                 peak: 0,
             });
         }
-        if let Some(max) = limits.processes {
+        if let (Some(beyond), Some(max)) = (limits.processes, limits.pids_max()) {
             let dir = self
                 .groups
                 .iter()
                 .find(|g| g.settings.iter().any(|s| s.file == "pids.max"));
             self.pids = dir.map(|g| PidsState {
                 dir: g.dir.clone(),
+                beyond,
                 max,
                 refused: 0,
             });
@@ -403,11 +516,18 @@ impl Cgroups {
             let text = std::fs::read_to_string(pids.dir.join("pids.events")).unwrap_or_default();
             let refused = fs::counter(&text, "max").unwrap_or(pids.refused);
             if refused > pids.refused {
+                let (children, theirs) = httpd_children_in(&self.proc_root, &pids.dir);
+                let current = fs::number(&pids.dir.join("pids.current")).unwrap_or(0);
                 events.push(format!(
-                    "prison {}: {} fork(s) refused at the PrisonProcesses limit {}",
+                    "prison {}: {} fork(s) refused at the PrisonProcesses limit {} (pids.max {} \
+                     = {} + room for httpd's own children and their threads); the prison holds \
+                     {current} tasks, {theirs} of them httpd's {children} children and their \
+                     threads",
                     self.prison,
                     refused - pids.refused,
-                    pids.max
+                    pids.beyond,
+                    pids.max,
+                    pids.beyond,
                 ));
             }
             pids.refused = refused;
@@ -560,6 +680,28 @@ impl MemoryState {
         }
         self.oom_kills = kills;
     }
+}
+
+/// httpd's own children (this process's children: workers, the cgid daemon) among the tasks
+/// of the cgroup `dir`, and how many tasks they hold with their threads.
+fn httpd_children_in(proc_root: &Path, dir: &Path) -> (u64, u64) {
+    let me = std::process::id().to_string();
+    let mut found = (0, 0);
+    for pid in fs::tasks(dir) {
+        let status =
+            std::fs::read_to_string(proc_root.join(format!("{pid}/status"))).unwrap_or_default();
+        let field = |name: &str| {
+            status.lines().find_map(|l| {
+                let (key, value) = l.split_once(':')?;
+                (key == name).then(|| value.trim().to_owned())
+            })
+        };
+        if field("PPid").as_deref() == Some(me.as_str()) {
+            found.0 += 1;
+            found.1 += field("Threads").and_then(|t| t.parse().ok()).unwrap_or(1);
+        }
+    }
+    found
 }
 
 /// The cgroups of `prison`'s generations under `base`: (dir, generation).
@@ -733,6 +875,7 @@ mod tests {
             memory_deny: Some(64 << 20),
             cpus: Some("1".into()),
             processes: Some(50),
+            httpd_tasks: 10,
         };
         let cgroups = Cgroups::create("www", &limits, &host.proc()).unwrap();
         assert!(!host.path("cg/pids/prison-www.4").exists());
@@ -751,7 +894,7 @@ mod tests {
         );
         assert_eq!(host.read("cg/cpuset/prison-www.1/cpuset.mems"), "0");
         assert_eq!(host.read("cg/cpuset/prison-www.1/cpuset.cpus"), "1");
-        assert_eq!(host.read("cg/pids/prison-www.1/pids.max"), "50");
+        assert_eq!(host.read("cg/pids/prison-www.1/pids.max"), "60");
         // Nothing on v2: PrisonIP asks for it.
         assert!(!host.path("cg/unified/prison-www.1").exists());
 
@@ -869,6 +1012,7 @@ mod tests {
             memory_deny: Some(1000),
             cpus: Some("0".into()),
             processes: Some(64),
+            httpd_tasks: 0,
         }
     }
 

@@ -14,7 +14,19 @@ pub struct Limits {
     pub memory_deny: Option<u64>,
     /// PrisonCPU in the kernel's list form.
     pub cpus: Option<String>,
+    /// PrisonProcesses: the tasks the prison may hold beyond httpd's own children.
     pub processes: Option<u64>,
+    /// Room for httpd's own children of a generation and their threads (the MPM's ceiling),
+    /// added to `processes` in `pids.max`: joining a cgroup is not checked against
+    /// `pids.max`, so children that filled it would leave no fork to the prison.
+    pub httpd_tasks: u64,
+}
+
+impl Limits {
+    /// `pids.max`, when PrisonProcesses is set.
+    pub fn pids_max(&self) -> Option<u64> {
+        self.processes.map(|n| n.saturating_add(self.httpd_tasks))
+    }
 }
 
 impl Limits {
@@ -241,7 +253,7 @@ fn settings(limits: &Limits, version: Version, controller: Controller) -> Vec<Se
         }
         Controller::Pids => vec![text(
             "pids.max",
-            limits.processes.unwrap_or_default().to_string(),
+            limits.pids_max().unwrap_or_default().to_string(),
         )],
     }
 }
@@ -256,6 +268,8 @@ mod tests {
             memory_deny: Some(128 << 20),
             cpus: Some("1".into()),
             processes: Some(100),
+            // Room for httpd's children, on top of PrisonProcesses in pids.max.
+            httpd_tasks: 20,
         }
     }
 
@@ -300,7 +314,7 @@ mod tests {
             files(&plan.groups[1]),
             [("cpuset.mems", Value::FromBase), ("cpuset.cpus", text("1"))]
         );
-        assert_eq!(files(&plan.groups[2]), [("pids.max", text("100"))]);
+        assert_eq!(files(&plan.groups[2]), [("pids.max", text("120"))]);
         assert!(plan.groups.iter().all(|g| g.enable.is_empty()));
         let watch = plan.memory.unwrap();
         assert_eq!(watch.version, Version::V1(Controller::Memory));
@@ -356,7 +370,7 @@ mod tests {
             [
                 ("memory.max", text("134217728")),
                 ("cpuset.cpus", text("1")),
-                ("pids.max", text("100"))
+                ("pids.max", text("120"))
             ]
         );
         assert_eq!(plan.memory.unwrap().version, Version::V2);
