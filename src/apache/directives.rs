@@ -136,3 +136,12 @@ pub unsafe extern "C" fn prison_bind(
     // SAFETY: forwarded from httpd's call (TAKE123: `b` and `c` may be null, which `handle` skips).
     unsafe { handle(cmd, &[a, b, c], |d, w| text(d.prison_bind(w))) }
 }
+
+pub unsafe extern "C" fn prison_connect(
+    cmd: *mut sys::cmd_parms,
+    _: *mut c_void,
+    a: *const c_char,
+) -> *const c_char {
+    // SAFETY: forwarded from httpd's call (ITERATE: one word per call).
+    unsafe { handle(cmd, &[a], |d, w| text(d.prison_connect(w))) }
+}

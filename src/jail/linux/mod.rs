@@ -44,6 +44,15 @@ pub struct Prepared {
     root_id: (u64, u64),
     /// PrisonSecurity, compiled.
     security: Restrictions,
+    /// PrisonConnect's refusal counter, read by the monitor.
+    refusals: Option<Refusals>,
+}
+
+/// The count of connections and datagrams PrisonConnect refused, and how many were reported.
+#[derive(Debug)]
+struct Refusals {
+    counter: bpf::Counter,
+    reported: u64,
 }
 
 impl Prepared {
@@ -83,10 +92,19 @@ impl Prepared {
             Path::new("/proc"),
             carry.leaf.as_deref(),
         )?;
+        let mut refusals = None;
         if prison.ip.is_set() {
-            if let Err(e) = attach_network_programs(&mut cgroups, prison) {
-                let _ = cgroups.teardown();
-                return Err(e);
+            match attach_network_programs(&mut cgroups, prison) {
+                Ok(counter) => {
+                    refusals = counter.map(|counter| Refusals {
+                        counter,
+                        reported: 0,
+                    })
+                }
+                Err(e) => {
+                    let _ = cgroups.teardown();
+                    return Err(e);
+                }
             }
         }
         let namespaces = match holder::build(&plan, !prison.ip.is_set()) {
@@ -104,6 +122,7 @@ impl Prepared {
             cgroups,
             root_id: (meta.dev(), meta.ino()),
             security,
+            refusals,
         })
     }
 
@@ -217,9 +236,28 @@ impl Prepared {
     }
 
     /// Parent, periodically (httpd's monitor hook): the prison's resource events (memory
-    /// report crossings, OOM kills, refused forks), one line each for the error log.
+    /// report crossings, OOM kills, refused forks) and PrisonConnect's refusals since the last
+    /// call, one line each for the error log.
     pub fn monitor(&mut self) -> Vec<String> {
-        self.cgroups.monitor()
+        let mut events = self.cgroups.monitor();
+        if let Some(refusals) = &mut self.refusals {
+            match refusals.counter.read() {
+                Ok(total) if total > refusals.reported => {
+                    events.push(format!(
+                        "prison {}: PrisonConnect refused {} connections or datagrams to unlisted destinations ({total} in this generation)",
+                        self.name,
+                        total - refusals.reported
+                    ));
+                    refusals.reported = total;
+                }
+                Ok(_) => {}
+                Err(e) => events.push(format!(
+                    "prison {}: reading PrisonConnect's refusal counter: {e}",
+                    self.name
+                )),
+            }
+        }
+        events
     }
 
     /// Parent: httpd exits. The namespaces die with the last process in them; the cgroups are
@@ -268,15 +306,37 @@ impl std::fmt::Display for Carry {
     }
 }
 
-/// PrisonIP: loads the socket programs for the prison's addresses and attaches them to the
-/// prison's cgroup on the cgroup2 hierarchy (created here when no limit needed one).
-fn attach_network_programs(cgroups: &mut Cgroups, prison: &Prison) -> Result<(), SetupError> {
+/// PrisonIP: loads the socket programs for the prison's addresses (and PrisonConnect's
+/// allow-list) and attaches them to the prison's cgroup on the cgroup2 hierarchy (created here
+/// when no limit needed one). Returns PrisonConnect's refusal counter.
+fn attach_network_programs(
+    cgroups: &mut Cgroups,
+    prison: &Prison,
+) -> Result<Option<bpf::Counter>, SetupError> {
     let step = |e: SetupError| SetupError {
         step: format!("building prison {}: {}", prison.name, e.step),
         source: e.source,
     };
     let dir = cgroups.v2_dir().map_err(step)?;
-    bpf::attach_programs(&dir, &sockaddr::programs(&prison.ip)).map_err(step)
+    let counter = match &prison.connect {
+        Some(_) => Some(bpf::Counter::create("prison_refused").map_err(|e| {
+            step(SetupError::new(
+                "creating PrisonConnect's refusal counter (a BPF array map)",
+                e,
+            ))
+        })?),
+        None => None,
+    };
+    let connect = prison
+        .connect
+        .as_deref()
+        .zip(counter.as_ref())
+        .map(|(list, counter)| sockaddr::Connect {
+            list,
+            counter: counter.fd(),
+        });
+    bpf::attach_programs(&dir, &sockaddr::programs(&prison.ip, connect.as_ref())).map_err(step)?;
+    Ok(counter)
 }
 
 fn join(fd: &OwnedFd, kind: libc::c_int, what: &str) -> Result<(), SetupError> {

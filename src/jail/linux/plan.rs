@@ -166,6 +166,7 @@ mod tests {
             name: PrisonName::parse("www").unwrap(),
             dir: "/srv/prison".into(),
             ip: PrisonIp::default(),
+            connect: None,
             security: Security::All,
             cpus: None,
             memory: MemoryLimits::default(),

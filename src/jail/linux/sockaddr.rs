@@ -12,14 +12,21 @@
 //! - UDP `sendmsg` without a connection: the source is set to the prison address, loopback
 //!   destinations rewritten as for connect.
 //! - IPv6: IPv4-mapped destinations are refused (they would bypass the IPv4 rules).
+//! - PrisonConnect (`connect` and `sendmsg`): the destination must match one entry of the
+//!   allow-list, else the call fails with EPERM and the refusal is counted in a map the parent
+//!   reads. A loopback destination (127.0.0.0/8, 0.0.0.0; `::1`, `::`) matches only the list's
+//!   loopback entries, and reaches the host's loopback only through them; unmatched, it is
+//!   rewritten to the prison address as above and checked again as that address.
 //!
 //! A PrisonIP wildcard (`0.0.0.0`/`::`, possible only without PARANOID) leaves its family
 //! unrestricted. The programs see only inet sockets; other families are seccomp's job.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use super::bpf::{Asm, Insn, Label, HELPER_BIND, R0, R1, R10, R2, R3};
-use crate::config::PrisonIp;
+use super::bpf::{
+    Asm, Insn, Label, HELPER_BIND, HELPER_MAP_LOOKUP_ELEM, R0, R1, R10, R2, R3, R4, R5, R6, R7,
+};
+use crate::config::{mask4, mask6, Destination, Network, PrisonIp};
 
 // Program and attach types (linux/bpf.h).
 pub const PROG_TYPE_CGROUP_SOCK: u32 = 9;
@@ -35,6 +42,7 @@ pub const ATTACH_UDP6_SENDMSG: u32 = 15;
 // struct bpf_sock_addr (the context of the bind/connect/sendmsg hooks).
 const USER_IP4: i16 = 4;
 const USER_IP6: i16 = 8;
+const USER_PORT: i16 = 24;
 const MSG_SRC_IP4: i16 = 40;
 const MSG_SRC_IP6: i16 = 44;
 const SK: i16 = 64;
@@ -95,8 +103,62 @@ pub struct Program {
     pub insns: Vec<Insn>,
 }
 
-/// Every program the prison's cgroup carries for `ip`.
-pub fn programs(ip: &PrisonIp) -> Vec<Program> {
+/// PrisonConnect, ready to compile: the allow-list and the fd of the map its refusals are
+/// counted in (see [`super::bpf::Counter`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Connect<'a> {
+    pub list: &'a [Destination],
+    pub counter: i32,
+}
+
+impl Connect<'_> {
+    fn v4(&self) -> (Vec<(u32, u32, Ports)>, Vec<(u32, u32, Ports)>) {
+        let mut split = (Vec::new(), Vec::new());
+        for d in self.list {
+            if let Network::V4(net, prefix) = d.network {
+                let entry = (
+                    word(net.octets()),
+                    word(mask4(prefix).to_be_bytes()),
+                    ports(d),
+                );
+                if d.network.is_loopback() {
+                    split.0.push(entry);
+                } else {
+                    split.1.push(entry);
+                }
+            }
+        }
+        split
+    }
+
+    fn v6(&self) -> (Vec<Entry6>, Vec<Entry6>) {
+        let mut split = (Vec::new(), Vec::new());
+        for d in self.list {
+            if let Network::V6(net, prefix) = d.network {
+                let entry = (words6(net), words6(Ipv6Addr::from(mask6(prefix))), ports(d));
+                if d.network.is_loopback() {
+                    split.0.push(entry);
+                } else {
+                    split.1.push(entry);
+                }
+            }
+        }
+        split
+    }
+}
+
+/// A port range in host order; (0, 0xffff) is every port.
+type Ports = (u32, u32);
+/// (network, mask, ports) as the context holds addresses.
+type Entry6 = ([u32; 4], [u32; 4], Ports);
+
+fn ports(d: &Destination) -> Ports {
+    d.ports
+        .map_or((0, 0xffff), |p| (u32::from(p.first), u32::from(p.last)))
+}
+
+/// Every program the prison's cgroup carries for `ip`, and with PrisonConnect its allow-list.
+pub fn programs(ip: &PrisonIp, connect: Option<&Connect>) -> Vec<Program> {
     let addr = |name, attach_type, insns| Program {
         name,
         prog_type: PROG_TYPE_CGROUP_SOCK_ADDR,
@@ -112,10 +174,26 @@ pub fn programs(ip: &PrisonIp) -> Vec<Program> {
         },
         addr("prison_bind4", ATTACH_INET4_BIND, bind4(v4(ip))),
         addr("prison_bind6", ATTACH_INET6_BIND, bind6(v6(ip))),
-        addr("prison_connect4", ATTACH_INET4_CONNECT, connect4(v4(ip))),
-        addr("prison_connect6", ATTACH_INET6_CONNECT, connect6(v6(ip))),
-        addr("prison_sendmsg4", ATTACH_UDP4_SENDMSG, sendmsg4(v4(ip))),
-        addr("prison_sendmsg6", ATTACH_UDP6_SENDMSG, sendmsg6(v6(ip))),
+        addr(
+            "prison_connect4",
+            ATTACH_INET4_CONNECT,
+            connect4(v4(ip), connect),
+        ),
+        addr(
+            "prison_connect6",
+            ATTACH_INET6_CONNECT,
+            connect6(v6(ip), connect),
+        ),
+        addr(
+            "prison_sendmsg4",
+            ATTACH_UDP4_SENDMSG,
+            sendmsg4(v4(ip), connect),
+        ),
+        addr(
+            "prison_sendmsg6",
+            ATTACH_UDP6_SENDMSG,
+            sendmsg6(v6(ip), connect),
+        ),
     ]
 }
 
@@ -131,6 +209,154 @@ fn verdicts(asm: &mut Asm, allow: Label, deny: Label) {
     asm.exit_with(ALLOW);
     asm.label(deny);
     asm.exit_with(DENY);
+}
+
+/// The end of a program that checks destinations: as [`verdicts`], and before `deny` the
+/// `refuse` path (a destination PrisonConnect does not list), which counts the refusal first.
+/// Each block only if something jumps to it: the verifier refuses unreachable code.
+fn verdicts_counted(asm: &mut Asm, allow: Label, deny: Label, refuse: Label, counter: Option<i32>) {
+    asm.label(allow);
+    asm.exit_with(ALLOW);
+    let refused = asm.is_used(refuse);
+    if !refused && !asm.is_used(deny) {
+        return;
+    }
+    asm.label(refuse);
+    if let (true, Some(fd)) = (refused, counter) {
+        // lock counter[0] += 1; the context (r1) is not needed any more.
+        asm.store32_imm(R10, -4, 0);
+        asm.load_map_fd(R1, fd);
+        asm.mov64_reg(R2, R10);
+        asm.add64_imm(R2, -4);
+        asm.call(HELPER_MAP_LOOKUP_ELEM);
+        asm.jeq64(R0, 0, deny);
+        asm.mov64_imm(R1, 1);
+        asm.atomic_add64(R0, 0, R1);
+    }
+    asm.label(deny);
+    asm.exit_with(DENY);
+}
+
+/// `r6 = the destination port in host order` (r6: no helper runs before the check ends).
+fn load_port(asm: &mut Asm) {
+    asm.load32(R6, R1, USER_PORT);
+    asm.be16(R6);
+}
+
+/// `if r6 (the port) is in `ports` goto ok`, else fall through.
+fn match_ports(asm: &mut Asm, (first, last): Ports, ok: Label) {
+    if (first, last) == (0, 0xffff) {
+        asm.goto(ok);
+        return;
+    }
+    let next = asm.new_label();
+    if first == last {
+        asm.jne32(R6, first, next);
+    } else {
+        asm.jlt32(R6, first, next);
+        asm.jgt32(R6, last, next);
+    }
+    asm.goto(ok);
+    asm.label(next);
+}
+
+/// `if (addr & mask) == net && port in ports goto ok` for one 32-bit group in `reg` (kept).
+fn match_word(asm: &mut Asm, reg: u8, net: u32, mask: u32, next: Label) {
+    match mask {
+        0 => {}
+        u32::MAX => asm.jne32(reg, net, next),
+        _ => {
+            asm.mov64_reg(R7, reg);
+            asm.and32_imm(R7, mask);
+            asm.jne32(R7, net, next);
+        }
+    }
+}
+
+/// PrisonConnect for IPv4: falls through if the destination (user_ip4) is allowed, jumps to
+/// `refuse` if not. With `jip` (the prison's address) an unmatched loopback destination is
+/// rewritten to it and checked as that; without (PrisonIP 0.0.0.0), it is refused.
+fn check_destination4(asm: &mut Asm, jip: Option<u32>, connect: &Connect, refuse: Label) {
+    let (loopback_entries, entries) = connect.v4();
+    let (ok, loopback, outside) = (asm.new_label(), asm.new_label(), asm.new_label());
+    load_port(asm);
+    asm.load32(R2, R1, USER_IP4);
+    asm.jeq32(R2, 0, loopback);
+    asm.mov64_reg(R3, R2);
+    asm.and32_imm(R3, word([0xff, 0, 0, 0]));
+    asm.jne32(R3, word([127, 0, 0, 0]), outside);
+    asm.label(loopback);
+    for (net, mask, ports) in loopback_entries {
+        let next = asm.new_label();
+        match_word(asm, R2, net, mask, next);
+        match_ports(asm, ports, ok);
+        asm.label(next);
+    }
+    match jip {
+        Some(jip) => {
+            asm.mov32_imm(R2, jip);
+            asm.store32_reg(R1, USER_IP4, R2);
+        }
+        None => asm.goto(refuse),
+    }
+    asm.label(outside);
+    for (net, mask, ports) in entries {
+        let next = asm.new_label();
+        match_word(asm, R2, net, mask, next);
+        match_ports(asm, ports, ok);
+        asm.label(next);
+    }
+    asm.goto(refuse);
+    asm.label(ok);
+}
+
+/// PrisonConnect for IPv6, as [`check_destination4`]: IPv4-mapped destinations are refused,
+/// `::1` and `::` are the loopback.
+fn check_destination6(asm: &mut Asm, jip: Option<[u32; 4]>, connect: &Connect, refuse: Label) {
+    let (loopback_entries, entries) = connect.v6();
+    let (ok, loopback, outside) = (asm.new_label(), asm.new_label(), asm.new_label());
+    let regs = [R2, R3, R4, R5];
+    load_port(asm);
+    for (i, reg) in regs.iter().enumerate() {
+        asm.load32(*reg, R1, USER_IP6 + 4 * i as i16);
+    }
+    asm.jne32(R2, 0, outside);
+    asm.jne32(R3, 0, outside);
+    asm.jeq32(R4, word([0, 0, 0xff, 0xff]), refuse);
+    asm.jne32(R4, 0, outside);
+    asm.jeq32(R5, 0, loopback);
+    asm.jne32(R5, word([0, 0, 0, 1]), outside);
+    asm.label(loopback);
+    for (net, mask, ports) in loopback_entries {
+        let next = asm.new_label();
+        for i in 0..4 {
+            match_word(asm, regs[i], net[i], mask[i], next);
+        }
+        match_ports(asm, ports, ok);
+        asm.label(next);
+    }
+    match jip {
+        Some(jip) => {
+            for (reg, w) in regs.iter().zip(jip) {
+                asm.mov32_imm(*reg, w);
+            }
+            for (i, reg) in regs.iter().enumerate() {
+                asm.store32_reg(R1, USER_IP6 + 4 * i as i16, *reg);
+            }
+        }
+        None => asm.goto(refuse),
+    }
+    asm.label(outside);
+    for (net, mask, ports) in entries {
+        let next = asm.new_label();
+        for i in 0..4 {
+            match_word(asm, regs[i], net[i], mask[i], next);
+        }
+        match_ports(asm, ports, ok);
+        asm.label(next);
+    }
+    asm.goto(refuse);
+    asm.label(ok);
 }
 
 /// `socket()`: TCP or UDP of a family with an address; never raw.
@@ -226,7 +452,7 @@ fn rewrite_loopback4(asm: &mut Asm, jip: u32) {
 
 /// A destination `::1`, or `::` (which the kernel takes for `::1`), becomes the prison address;
 /// an IPv4-mapped destination is refused.
-fn check_destination6(asm: &mut Asm, jip: [u32; 4], deny: Label) {
+fn rewrite_loopback6(asm: &mut Asm, jip: [u32; 4], deny: Label) {
     let (done, not_mapped, rewrite) = (asm.new_label(), asm.new_label(), asm.new_label());
     asm.load32(R2, R1, USER_IP6);
     asm.jne32(R2, 0, done);
@@ -245,27 +471,68 @@ fn check_destination6(asm: &mut Asm, jip: [u32; 4], deny: Label) {
     asm.label(done);
 }
 
-fn connect4(family: Family<Ipv4Addr>) -> Vec<Insn> {
-    let jip = match family {
-        Family::Refused => return verdict_only(DENY),
-        Family::Open => return verdict_only(ALLOW),
-        Family::Only(a) => word(a.octets()),
+/// What a connect or sendmsg program of a family does: its address (`None`: PrisonIP is the
+/// wildcard), or a fixed verdict.
+enum Destinations<A> {
+    Verdict(i32),
+    Check(Option<A>),
+}
+
+fn destinations<A: Copy>(family: Family<A>, connect: Option<&Connect>) -> Destinations<A> {
+    match (family, connect) {
+        (Family::Refused, _) => Destinations::Verdict(DENY),
+        (Family::Open, None) => Destinations::Verdict(ALLOW),
+        (Family::Open, Some(_)) => Destinations::Check(None),
+        (Family::Only(a), _) => Destinations::Check(Some(a)),
+    }
+}
+
+/// The destination part of connect4 and sendmsg4: PrisonConnect's check, or without it the
+/// loopback rewrite alone.
+fn destination4(asm: &mut Asm, jip: Option<u32>, connect: Option<&Connect>, refuse: Label) {
+    match (connect, jip) {
+        (Some(connect), jip) => check_destination4(asm, jip, connect, refuse),
+        (None, Some(jip)) => rewrite_loopback4(asm, jip),
+        (None, None) => {}
+    }
+}
+
+fn destination6(
+    asm: &mut Asm,
+    jip: Option<[u32; 4]>,
+    connect: Option<&Connect>,
+    refuse: Label,
+    deny: Label,
+) {
+    match (connect, jip) {
+        (Some(connect), jip) => check_destination6(asm, jip, connect, refuse),
+        (None, Some(jip)) => rewrite_loopback6(asm, jip, deny),
+        (None, None) => {}
+    }
+}
+
+fn connect4(family: Family<Ipv4Addr>, connect: Option<&Connect>) -> Vec<Insn> {
+    let jip = match destinations(family, connect) {
+        Destinations::Verdict(v) => return verdict_only(v),
+        Destinations::Check(a) => a.map(|a| word(a.octets())),
     };
     let mut asm = Asm::default();
-    let (allow, deny) = (asm.new_label(), asm.new_label());
-    rewrite_loopback4(&mut asm, jip);
-    // Already bound to the prison address (an explicit bind, which bind4 allowed): nothing to do.
-    asm.load64(R2, R1, SK);
-    asm.load32(R3, R2, SOCK_SRC_IP4);
-    asm.jeq32(R3, jip, allow);
-    // struct sockaddr_in { AF_INET, port 0, JIP } on the stack; port 0 lets connect pick it.
-    asm.store64_imm(R10, -16, 0);
-    asm.store64_imm(R10, -8, 0);
-    asm.store16_imm(R10, -16, libc::AF_INET as u16);
-    asm.store32_imm(R10, -12, jip);
-    bind_call(&mut asm, 16, 16, deny);
+    let (allow, deny, refuse) = (asm.new_label(), asm.new_label(), asm.new_label());
+    destination4(&mut asm, jip, connect, refuse);
+    if let Some(jip) = jip {
+        // Already bound to the prison address (an explicit bind, which bind4 allowed).
+        asm.load64(R2, R1, SK);
+        asm.load32(R3, R2, SOCK_SRC_IP4);
+        asm.jeq32(R3, jip, allow);
+        // struct sockaddr_in { AF_INET, port 0, JIP } on the stack; port 0 lets connect pick it.
+        asm.store64_imm(R10, -16, 0);
+        asm.store64_imm(R10, -8, 0);
+        asm.store16_imm(R10, -16, libc::AF_INET as u16);
+        asm.store32_imm(R10, -12, jip);
+        bind_call(&mut asm, 16, 16, deny);
+    }
     asm.goto(allow);
-    verdicts(&mut asm, allow, deny);
+    verdicts_counted(&mut asm, allow, deny, refuse, connect.map(|c| c.counter));
     asm.finish()
 }
 
@@ -278,63 +545,69 @@ fn bind_call(asm: &mut Asm, size: i16, len: i32, deny: Label) {
     asm.jne64(R0, 0, deny);
 }
 
-fn connect6(family: Family<Ipv6Addr>) -> Vec<Insn> {
-    let jip = match family {
-        Family::Refused => return verdict_only(DENY),
-        Family::Open => return verdict_only(ALLOW),
-        Family::Only(a) => words6(a),
+fn connect6(family: Family<Ipv6Addr>, connect: Option<&Connect>) -> Vec<Insn> {
+    let jip = match destinations(family, connect) {
+        Destinations::Verdict(v) => return verdict_only(v),
+        Destinations::Check(a) => a.map(words6),
     };
     let mut asm = Asm::default();
-    let (allow, deny, bind) = (asm.new_label(), asm.new_label(), asm.new_label());
-    check_destination6(&mut asm, jip, deny);
-    asm.load64(R2, R1, SK);
-    for (i, w) in jip.iter().enumerate() {
-        asm.load32(R3, R2, SOCK_SRC_IP6 + 4 * i as i16);
-        asm.jne32(R3, *w, bind);
+    let (allow, deny, refuse) = (asm.new_label(), asm.new_label(), asm.new_label());
+    destination6(&mut asm, jip, connect, refuse, deny);
+    if let Some(jip) = jip {
+        let bind = asm.new_label();
+        asm.load64(R2, R1, SK);
+        for (i, w) in jip.iter().enumerate() {
+            asm.load32(R3, R2, SOCK_SRC_IP6 + 4 * i as i16);
+            asm.jne32(R3, *w, bind);
+        }
+        asm.goto(allow);
+        asm.label(bind);
+        // struct sockaddr_in6 { AF_INET6, port 0, flowinfo 0, JIP, scope 0 }: 28 bytes in 32.
+        for off in [-32, -24, -16, -8] {
+            asm.store64_imm(R10, off, 0);
+        }
+        asm.store16_imm(R10, -32, libc::AF_INET6 as u16);
+        for (i, w) in jip.iter().enumerate() {
+            asm.store32_imm(R10, -24 + 4 * i as i16, *w);
+        }
+        bind_call(&mut asm, 32, 28, deny);
     }
     asm.goto(allow);
-    asm.label(bind);
-    // struct sockaddr_in6 { AF_INET6, port 0, flowinfo 0, JIP, scope 0 }: 28 bytes in 32.
-    for off in [-32, -24, -16, -8] {
-        asm.store64_imm(R10, off, 0);
-    }
-    asm.store16_imm(R10, -32, libc::AF_INET6 as u16);
-    for (i, w) in jip.iter().enumerate() {
-        asm.store32_imm(R10, -24 + 4 * i as i16, *w);
-    }
-    bind_call(&mut asm, 32, 28, deny);
-    asm.goto(allow);
-    verdicts(&mut asm, allow, deny);
+    verdicts_counted(&mut asm, allow, deny, refuse, connect.map(|c| c.counter));
     asm.finish()
 }
 
-fn sendmsg4(family: Family<Ipv4Addr>) -> Vec<Insn> {
-    let jip = match family {
-        Family::Refused => return verdict_only(DENY),
-        Family::Open => return verdict_only(ALLOW),
-        Family::Only(a) => word(a.octets()),
+fn sendmsg4(family: Family<Ipv4Addr>, connect: Option<&Connect>) -> Vec<Insn> {
+    let jip = match destinations(family, connect) {
+        Destinations::Verdict(v) => return verdict_only(v),
+        Destinations::Check(a) => a.map(|a| word(a.octets())),
     };
     let mut asm = Asm::default();
-    rewrite_loopback4(&mut asm, jip);
-    // After IP_PKTINFO is parsed, so a cmsg cannot choose another source.
-    asm.mov32_imm(R2, jip);
-    asm.store32_reg(R1, MSG_SRC_IP4, R2);
-    asm.exit_with(ALLOW);
+    let (allow, deny, refuse) = (asm.new_label(), asm.new_label(), asm.new_label());
+    destination4(&mut asm, jip, connect, refuse);
+    if let Some(jip) = jip {
+        // After IP_PKTINFO is parsed, so a cmsg cannot choose another source.
+        asm.mov32_imm(R2, jip);
+        asm.store32_reg(R1, MSG_SRC_IP4, R2);
+    }
+    asm.goto(allow);
+    verdicts_counted(&mut asm, allow, deny, refuse, connect.map(|c| c.counter));
     asm.finish()
 }
 
-fn sendmsg6(family: Family<Ipv6Addr>) -> Vec<Insn> {
-    let jip = match family {
-        Family::Refused => return verdict_only(DENY),
-        Family::Open => return verdict_only(ALLOW),
-        Family::Only(a) => words6(a),
+fn sendmsg6(family: Family<Ipv6Addr>, connect: Option<&Connect>) -> Vec<Insn> {
+    let jip = match destinations(family, connect) {
+        Destinations::Verdict(v) => return verdict_only(v),
+        Destinations::Check(a) => a.map(words6),
     };
     let mut asm = Asm::default();
-    let (allow, deny) = (asm.new_label(), asm.new_label());
-    check_destination6(&mut asm, jip, deny);
-    store6(&mut asm, MSG_SRC_IP6, jip);
+    let (allow, deny, refuse) = (asm.new_label(), asm.new_label(), asm.new_label());
+    destination6(&mut asm, jip, connect, refuse, deny);
+    if let Some(jip) = jip {
+        store6(&mut asm, MSG_SRC_IP6, jip);
+    }
     asm.goto(allow);
-    verdicts(&mut asm, allow, deny);
+    verdicts_counted(&mut asm, allow, deny, refuse, connect.map(|c| c.counter));
     asm.finish()
 }
 
@@ -355,7 +628,7 @@ mod tests {
     }
 
     fn program(ip: &PrisonIp, attach_type: u32) -> Vec<Insn> {
-        programs(ip)
+        programs(ip, None)
             .into_iter()
             .find(|p| p.attach_type == attach_type)
             .expect("program")
@@ -750,7 +1023,7 @@ mod tests {
     #[test]
     fn a_wildcard_family_is_open_and_the_other_refused() {
         let config = ip(&["0.0.0.0"]);
-        for p in programs(&config) {
+        for p in programs(&config, None) {
             let mut m = Machine::sock_addr();
             if p.attach_type == ATTACH_INET_SOCK_CREATE {
                 for (family, allowed) in [(libc::AF_INET, true), (libc::AF_INET6, false)] {
@@ -787,7 +1060,7 @@ mod tests {
         let mut all = configs();
         all.push((ip(&["0.0.0.0", "::"]), None, None));
         for (config, _, _) in all {
-            for p in programs(&config) {
+            for p in programs(&config, None) {
                 super::super::bpf::load(p.prog_type, p.attach_type, p.name, &p.insns)
                     .unwrap_or_else(|e| panic!("{config:?} {}: {e}", p.name));
             }
@@ -796,7 +1069,7 @@ mod tests {
 
     #[test]
     fn every_hook_has_one_program() {
-        let hooks: Vec<u32> = programs(&ip(&[JIP4]))
+        let hooks: Vec<u32> = programs(&ip(&[JIP4]), None)
             .iter()
             .map(|p| p.attach_type)
             .collect();
