@@ -377,15 +377,32 @@ fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> std::io::Result<libc::c_long> {
     }
 }
 
-/// Loads a program; on a verifier refusal the error carries the verifier's log.
+/// Loads a program; on a verifier refusal the error carries the verifier's log. The log is
+/// asked for only then: a large program's log of a successful load would overflow any buffer
+/// of a sane size, which fails the load with ENOSPC.
 pub fn load(
     prog_type: u32,
     expected_attach_type: u32,
     name: &str,
     insns: &[Insn],
 ) -> std::io::Result<OwnedFd> {
+    match load_with_log(prog_type, expected_attach_type, name, insns, None) {
+        Ok(fd) => Ok(fd),
+        Err(_) => {
+            let mut log = vec![0u8; 64 * 1024];
+            load_with_log(prog_type, expected_attach_type, name, insns, Some(&mut log))
+        }
+    }
+}
+
+fn load_with_log(
+    prog_type: u32,
+    expected_attach_type: u32,
+    name: &str,
+    insns: &[Insn],
+    log: Option<&mut Vec<u8>>,
+) -> std::io::Result<OwnedFd> {
     const LICENSE: &CStr = c"GPL"; // bpf_bind is a GPL-only helper.
-    let mut log = vec![0u8; 64 * 1024];
     let mut prog_name = [0u8; 16];
     for (dst, src) in prog_name.iter_mut().take(15).zip(name.bytes()) {
         *dst = src;
@@ -395,17 +412,20 @@ pub fn load(
         insn_cnt: insns.len() as u32,
         insns: insns.as_ptr() as u64,
         license: LICENSE.as_ptr() as u64,
-        log_level: 1,
-        log_size: log.len() as u32,
-        log_buf: log.as_mut_ptr() as u64,
         prog_name,
         expected_attach_type,
         ..LoadAttr::default()
     };
+    if let Some(log) = &log {
+        attr.log_level = 1;
+        attr.log_size = log.len() as u32;
+        attr.log_buf = log.as_ptr() as u64;
+    }
     match bpf(BPF_PROG_LOAD, &mut attr) {
         // SAFETY: BPF_PROG_LOAD returned a new fd that nothing else owns.
         Ok(fd) => Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) }),
         Err(e) => {
+            let log = log.map(|l| l.as_slice()).unwrap_or_default();
             let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
             let text = String::from_utf8_lossy(&log[..end]);
             let text = text.trim();

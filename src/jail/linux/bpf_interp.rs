@@ -236,6 +236,9 @@ impl Machine {
                 c if c == CLASS_JMP | OP_JNE | SRC_K => {
                     next = jump(scalar(r[dst]) != insn.imm as i64 as u64)
                 }
+                c if c == CLASS_JMP | OP_JEQ | SRC_K => {
+                    next = jump(scalar(r[dst]) == insn.imm as i64 as u64)
+                }
                 c if c == CLASS_JMP | OP_JA => next = jump(true),
                 c if c == CLASS_JMP | OP_CALL && insn.imm == HELPER_MAP_LOOKUP_ELEM => {
                     assert_eq!(r[1], Value::Map(self.map_fd), "lookup in an unknown map");
