@@ -20,7 +20,7 @@ use thiserror::Error;
 
 pub use bind::{Bind, BindError};
 pub use connect::{
-    mask4, mask6, nameservers, ConnectEntry, ConnectError, Destination, Network, Ports,
+    mask4, mask6, nameservers, parse_entries, ConnectEntry, ConnectError, Destination, Network, Ports,
     MAX_DESTINATIONS,
 };
 pub use cpu::{CpuListError, CpuSet, MAX_CPU_ID};

@@ -35,6 +35,9 @@ pub use freebsd::Prepared;
 mod linux;
 #[cfg(target_os = "linux")]
 pub use linux::Prepared;
+/// PrisonConnect's programs against their model, for the fuzz target.
+#[cfg(all(target_os = "linux", feature = "fuzzing"))]
+pub use linux::fuzz;
 
 use std::io;
 

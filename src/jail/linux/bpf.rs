@@ -20,7 +20,7 @@ pub struct Insn {
     pub imm: i32,
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "fuzzing"))]
 impl Insn {
     pub fn dst(&self) -> u8 {
         self.regs & 0xf

@@ -60,6 +60,7 @@ impl Machine {
     }
 
     /// A `struct bpf_sock` context (sock_create).
+    #[cfg(test)]
     pub fn sock() -> Self {
         Self {
             ctx: vec![0; 80],

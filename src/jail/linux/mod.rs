@@ -5,11 +5,13 @@
 //! Each child joins them and becomes the httpd User.
 
 mod bpf;
-#[cfg(test)]
+#[cfg(any(test, feature = "fuzzing"))]
 mod bpf_interp;
 mod cgroup;
 mod claim;
 mod fds;
+#[cfg(feature = "fuzzing")]
+pub mod fuzz;
 mod holder;
 pub mod plan;
 pub mod security;
