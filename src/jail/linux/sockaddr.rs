@@ -112,10 +112,11 @@ pub struct Connect<'a> {
 }
 
 impl Connect<'_> {
-    fn has_family(&self, v6: bool) -> bool {
-        self.list
-            .iter()
-            .any(|d| matches!(d.network, Network::V6(..)) == v6)
+    fn has(&self, version: IpVersion) -> bool {
+        self.list.iter().any(|d| match d.network {
+            Network::V4(..) => version == IpVersion::V4,
+            Network::V6(..) => version == IpVersion::V6,
+        })
     }
 
     fn v4(&self) -> (Vec<Entry>, Vec<Entry>) {
@@ -288,7 +289,7 @@ fn match_word(asm: &mut Asm, reg: u8, net: u32, mask: u32, next: Label) {
 /// `goto ok` if the destination (in `regs`, one per 32-bit group) and the port (r6) match one
 /// of `entries`. Returns whether the last one matches everything, so nothing after it is
 /// reachable (the verifier refuses unreachable code).
-fn match_entries(asm: &mut Asm, family: Family6Or4, entries: &[Entry], ok: Label) -> bool {
+fn match_entries(asm: &mut Asm, family: IpVersion, entries: &[Entry], ok: Label) -> bool {
     for (net, mask, ports) in entries {
         let next = asm.new_label();
         // Each entry reads the destination again from the context (where a rewrite stored
@@ -312,8 +313,9 @@ fn match_entries(asm: &mut Asm, family: Family6Or4, entries: &[Entry], ok: Label
     false
 }
 
+/// Which of a program's address fields a check reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Family6Or4 {
+enum IpVersion {
     V4,
     V6,
 }
@@ -321,10 +323,10 @@ enum Family6Or4 {
 /// The registers the destination's 32-bit groups are loaded into (IPv4: the first).
 const DESTINATION_REGS: [u8; 4] = [R2, R3, R4, R5];
 
-fn load_destination(asm: &mut Asm, family: Family6Or4) {
+fn load_destination(asm: &mut Asm, family: IpVersion) {
     match family {
-        Family6Or4::V4 => asm.load32(R2, R1, USER_IP4),
-        Family6Or4::V6 => {
+        IpVersion::V4 => asm.load32(R2, R1, USER_IP4),
+        IpVersion::V6 => {
             for (i, reg) in DESTINATION_REGS.iter().enumerate() {
                 asm.load32(*reg, R1, USER_IP6 + 4 * i as i16);
             }
@@ -338,13 +340,13 @@ fn load_destination(asm: &mut Asm, family: Family6Or4) {
 fn check_destination4(asm: &mut Asm, jip: Option<u32>, connect: &Connect, refuse: Label) {
     let (loopback_entries, entries) = connect.v4();
     let (ok, loopback, outside) = (asm.new_label(), asm.new_label(), asm.new_label());
-    load_destination(asm, Family6Or4::V4);
+    load_destination(asm, IpVersion::V4);
     asm.jeq32(R2, 0, loopback);
     asm.mov64_reg(R3, R2);
     asm.and32_imm(R3, word([0xff, 0, 0, 0]));
     asm.jne32(R3, word([127, 0, 0, 0]), outside);
     asm.label(loopback);
-    if !match_entries(asm, Family6Or4::V4, &loopback_entries, ok) {
+    if !match_entries(asm, IpVersion::V4, &loopback_entries, ok) {
         match jip {
             Some(jip) => {
                 asm.mov32_imm(R2, jip);
@@ -354,7 +356,7 @@ fn check_destination4(asm: &mut Asm, jip: Option<u32>, connect: &Connect, refuse
         }
     }
     asm.label(outside);
-    if !match_entries(asm, Family6Or4::V4, &entries, ok) {
+    if !match_entries(asm, IpVersion::V4, &entries, ok) {
         asm.goto(refuse);
     }
     asm.label(ok);
@@ -366,7 +368,7 @@ fn check_destination6(asm: &mut Asm, jip: Option<[u32; 4]>, connect: &Connect, r
     let (loopback_entries, entries) = connect.v6();
     let (ok, loopback, outside) = (asm.new_label(), asm.new_label(), asm.new_label());
     let regs = DESTINATION_REGS;
-    load_destination(asm, Family6Or4::V6);
+    load_destination(asm, IpVersion::V6);
     asm.jne32(R2, 0, outside);
     asm.jne32(R3, 0, outside);
     asm.jeq32(R4, word([0, 0, 0xff, 0xff]), refuse);
@@ -374,7 +376,7 @@ fn check_destination6(asm: &mut Asm, jip: Option<[u32; 4]>, connect: &Connect, r
     asm.jeq32(R5, 0, loopback);
     asm.jne32(R5, word([0, 0, 0, 1]), outside);
     asm.label(loopback);
-    let always = match_entries(asm, Family6Or4::V6, &loopback_entries, ok);
+    let always = match_entries(asm, IpVersion::V6, &loopback_entries, ok);
     match jip.filter(|_| !always) {
         Some(jip) => {
             for (reg, w) in regs.iter().zip(jip) {
@@ -388,7 +390,7 @@ fn check_destination6(asm: &mut Asm, jip: Option<[u32; 4]>, connect: &Connect, r
         None => {}
     }
     asm.label(outside);
-    if !match_entries(asm, Family6Or4::V6, &entries, ok) {
+    if !match_entries(asm, IpVersion::V6, &entries, ok) {
         asm.goto(refuse);
     }
     asm.label(ok);
@@ -518,11 +520,11 @@ enum Destinations<A> {
 fn destinations<A: Copy>(
     family: Family<A>,
     connect: Option<&Connect>,
-    v6: bool,
+    version: IpVersion,
 ) -> Destinations<A> {
     match (family, connect) {
         (Family::Refused, _) => Destinations::Verdict(DENY),
-        (_, Some(c)) if !c.has_family(v6) => Destinations::RefuseAll(c.counter),
+        (_, Some(c)) if !c.has(version) => Destinations::RefuseAll(c.counter),
         (Family::Open, None) => Destinations::Verdict(ALLOW),
         (Family::Open, Some(_)) => Destinations::Check(None),
         (Family::Only(a), _) => Destinations::Check(Some(a)),
@@ -563,7 +565,7 @@ fn refuse_all(counter: i32) -> Vec<Insn> {
 }
 
 fn connect4(family: Family<Ipv4Addr>, connect: Option<&Connect>) -> Vec<Insn> {
-    let jip = match destinations(family, connect, false) {
+    let jip = match destinations(family, connect, IpVersion::V4) {
         Destinations::Verdict(v) => return verdict_only(v),
         Destinations::RefuseAll(counter) => return refuse_all(counter),
         Destinations::Check(a) => a.map(|a| word(a.octets())),
@@ -598,7 +600,7 @@ fn bind_call(asm: &mut Asm, size: i16, len: i32, deny: Label) {
 }
 
 fn connect6(family: Family<Ipv6Addr>, connect: Option<&Connect>) -> Vec<Insn> {
-    let jip = match destinations(family, connect, true) {
+    let jip = match destinations(family, connect, IpVersion::V6) {
         Destinations::Verdict(v) => return verdict_only(v),
         Destinations::RefuseAll(counter) => return refuse_all(counter),
         Destinations::Check(a) => a.map(words6),
@@ -631,7 +633,7 @@ fn connect6(family: Family<Ipv6Addr>, connect: Option<&Connect>) -> Vec<Insn> {
 }
 
 fn sendmsg4(family: Family<Ipv4Addr>, connect: Option<&Connect>) -> Vec<Insn> {
-    let jip = match destinations(family, connect, false) {
+    let jip = match destinations(family, connect, IpVersion::V4) {
         Destinations::Verdict(v) => return verdict_only(v),
         Destinations::RefuseAll(counter) => return refuse_all(counter),
         Destinations::Check(a) => a.map(|a| word(a.octets())),
@@ -650,7 +652,7 @@ fn sendmsg4(family: Family<Ipv4Addr>, connect: Option<&Connect>) -> Vec<Insn> {
 }
 
 fn sendmsg6(family: Family<Ipv6Addr>, connect: Option<&Connect>) -> Vec<Insn> {
-    let jip = match destinations(family, connect, true) {
+    let jip = match destinations(family, connect, IpVersion::V6) {
         Destinations::Verdict(v) => return verdict_only(v),
         Destinations::RefuseAll(counter) => return refuse_all(counter),
         Destinations::Check(a) => a.map(words6),
