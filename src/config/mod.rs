@@ -20,8 +20,8 @@ use thiserror::Error;
 
 pub use bind::{Bind, BindError};
 pub use connect::{
-    mask4, mask6, nameservers, parse_entries, ConnectEntry, ConnectError, Destination, Network, Ports,
-    MAX_DESTINATIONS,
+    mask4, mask6, nameservers, parse_entries, ConnectEntry, ConnectError, Destination, Network,
+    Ports, MAX_DESTINATIONS,
 };
 pub use cpu::{CpuListError, CpuSet, MAX_CPU_ID};
 pub use dir::{check_facts, check_prison_dir, DirError, DirFacts};

@@ -71,8 +71,12 @@ pub fn check(list: &[Destination], dst: IpAddr, port: u16) {
         let allowed = m.run(&program.insns);
         let after = Machine::get(&m.ctx, at, bytes.len());
         let after = match dst {
-            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(after).unwrap_or_default())),
-            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(after).unwrap_or_default())),
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::from(
+                <[u8; 4]>::try_from(after).unwrap_or_default(),
+            )),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::from(
+                <[u8; 16]>::try_from(after).unwrap_or_default(),
+            )),
         };
         let got = allowed.then_some(after);
         assert_eq!(got, expected, "{} for {dst} port {port}", program.name);
