@@ -1260,3 +1260,129 @@ fn a_missing_bind_source_is_refused_except_at_a_restart() {
     d.prison_bind(&[missing, "/x"]).expect("left to the build");
     assert_eq!(d.binds[0].host, Path::new(missing));
 }
+
+fn connect_list(prison: &mod_prison::config::Prison) -> Vec<String> {
+    prison
+        .connect
+        .as_ref()
+        .expect("PrisonConnect set")
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[test]
+fn prison_connect_lines_add_up_and_unset_is_any_destination() {
+    let mut d = Directives::default();
+    d.prison_dir("/usr").unwrap();
+    d.prison_ip(&["192.0.2.1", "2001:db8::1"]).unwrap();
+    assert_eq!(
+        d.clone().finish(&host("www")).unwrap().unwrap().connect,
+        None
+    );
+    d.prison_connect(&["192.0.2.10:3306", "198.51.100.0/24:25"])
+        .unwrap();
+    d.prison_connect(&["[2001:db8::/64]:443"]).unwrap();
+    let prison = d.finish(&host("www")).unwrap().unwrap();
+    assert_eq!(
+        connect_list(&prison),
+        [
+            "192.0.2.10:3306",
+            "198.51.100.0/24:25",
+            "[2001:db8::/64]:443"
+        ]
+    );
+    assert!(prison
+        .to_string()
+        .ends_with(", 3 PrisonConnect destinations"));
+
+    let mut none = Directives::default();
+    none.prison_dir("/usr").unwrap();
+    none.prison_ip(&["192.0.2.1"]).unwrap();
+    none.prison_connect(&["none"]).unwrap();
+    let prison = none.finish(&host("www")).unwrap().unwrap();
+    assert_eq!(prison.connect, Some(vec![]));
+    assert!(matches!(
+        none.prison_connect(&["192.0.2.10"]),
+        Err(ConfigError::Connect(_))
+    ));
+}
+
+#[test]
+fn prison_connect_needs_prison_ip_of_the_family() {
+    let mut d = Directives::default();
+    d.prison_dir("/usr").unwrap();
+    d.prison_connect(&["192.0.2.10:3306"]).unwrap();
+    let err = d.clone().finish(&host("www")).unwrap_err();
+    assert!(matches!(err, ConfigError::ConnectWithoutIp), "{err}");
+    assert!(err.to_string().contains("set PrisonIP"), "{err}");
+
+    d.prison_ip(&["2001:db8::1"]).unwrap();
+    let err = d.finish(&host("www")).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "PrisonConnect 192.0.2.10:3306: an IPv4 destination, but PrisonIP has no IPv4 address (the prison has no IPv4 sockets); add one to PrisonIP or remove the destination"
+    );
+
+    // Without PrisonDir, the usual error names PrisonConnect.
+    let mut alone = Directives::default();
+    alone.prison_connect(&["dns"]).unwrap();
+    assert!(matches!(
+        alone.finish(&host("www")),
+        Err(ConfigError::NoPrisonDir("PrisonConnect"))
+    ));
+}
+
+#[test]
+fn prison_connect_dns_is_the_prisons_nameservers() {
+    let scratch = Scratch::new("dns");
+    let dir = scratch.mkdir("root", 0o755);
+    scratch.mkdir("root/etc", 0o755);
+    let prison_dir = |d: &mut Directives| {
+        if PARANOID {
+            // A scratch directory is not root-owned when the tests run as a user.
+            d.dir = Some(PathBuf::from(&dir));
+        } else {
+            d.prison_dir(&dir).unwrap();
+        }
+    };
+    let mut d = Directives::default();
+    prison_dir(&mut d);
+    d.prison_ip(&["192.0.2.1"]).unwrap();
+    d.prison_connect(&["dns", "192.0.2.10:3306"]).unwrap();
+    let err = d.clone().finish(&host("www")).unwrap_err().to_string();
+    assert!(
+        err.starts_with(&format!("PrisonConnect dns: {dir}/etc/resolv.conf: ")),
+        "{err}"
+    );
+    fs::write(
+        scratch.path("root/etc/resolv.conf"),
+        "nameserver 127.0.0.53\nnameserver 2001:db8::53\noptions edns0\n",
+    )
+    .unwrap();
+    let prison = d.clone().finish(&host("www")).unwrap().unwrap();
+    // The IPv6 server is left out: the prison has no IPv6 sockets.
+    assert_eq!(connect_list(&prison), ["127.0.0.53:53", "192.0.2.10:3306"]);
+
+    // A PrisonBind onto /etc/resolv.conf is what the prison reads.
+    fs::write(scratch.path("host-resolv.conf"), "nameserver 192.0.2.53\n").unwrap();
+    d.prison_bind(&[&scratch.text("host-resolv.conf"), "/etc/resolv.conf"])
+        .unwrap();
+    let prison = d.finish(&host("www")).unwrap().unwrap();
+    assert_eq!(connect_list(&prison), ["192.0.2.53:53", "192.0.2.10:3306"]);
+
+    let mut v6 = Directives::default();
+    prison_dir(&mut v6);
+    v6.prison_ip(&["192.0.2.1"]).unwrap();
+    v6.prison_connect(&["dns"]).unwrap();
+    fs::write(
+        scratch.path("root/etc/resolv.conf"),
+        "nameserver 2001:db8::53\n",
+    )
+    .unwrap();
+    let err = v6.finish(&host("www")).unwrap_err().to_string();
+    assert!(
+        err.ends_with("no nameserver line of a family PrisonIP has"),
+        "{err}"
+    );
+}

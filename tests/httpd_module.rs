@@ -67,6 +67,8 @@ const BAD_FORMS: &[(&str, &str)] = &[
         "PrisonSecurity ALL\nPrisonSecurity IPC",
         "PrisonSecurity: given twice",
     ),
+    ("PrisonConnect 192.0.2.5/24", "PrisonConnect: "),
+    ("PrisonConnect none 192.0.2.10", "PrisonConnect: "),
     ("ChrootDir /tmp", "ChrootDir"),
     ("Mutex sysvsem default", "Mutex"),
 ];
@@ -114,6 +116,25 @@ fn prison_directives_outside_server_config_are_refused() {
             "{wrap_open}: {text}"
         );
     }
+}
+
+#[test]
+fn prison_connect_without_prison_ip_is_refused_at_config_test() {
+    let httpd = Httpd::new(Setup::new(Mpm::Event).line("PrisonConnect 192.0.2.10:3306"));
+    let (ok, text) = httpd.config_test();
+    assert!(!ok, "accepted:\n{text}");
+    assert!(
+        text.contains("PrisonConnect is set but PrisonIP is not") && text.contains("set PrisonIP"),
+        "{text}"
+    );
+    // Control: with PrisonIP the same line passes.
+    let httpd = Httpd::new(
+        Setup::new(Mpm::Event)
+            .line("PrisonIP 192.0.2.1")
+            .line("PrisonConnect 192.0.2.10:3306"),
+    );
+    let (ok, text) = httpd.config_test();
+    assert!(ok, "refused:\n{text}");
 }
 
 #[test]

@@ -617,3 +617,191 @@ fn a_crashed_runs_cgroups_and_programs_are_removed_by_the_next_start() {
     assert_eq!(common::prison_cgroups(&httpd.name), BTreeSet::new());
     assert_eq!(still_loaded(&serving), Vec::<u32>::new(), "programs left");
 }
+
+/// What the PrisonConnect tests ask: every server by TCP and UDP (`Servers::query`), TCP fast
+/// open and connected UDP to some, and an IPv4-mapped IPv6 connect.
+fn prison_connect_query(servers: &Servers) -> String {
+    format!(
+        "{}&tfo={}&tfo={}&udpconnect={}&udpconnect={}&connect=[::ffff:{REMOTE_V4}]:{}",
+        servers.query(),
+        servers.remote4.tcp_addr(),
+        servers.other4.tcp_addr(),
+        servers.remote4.udp_addr(),
+        servers.remote6.udp_addr(),
+        servers.remote4.tcp.local_addr().expect("addr").port(),
+    )
+}
+
+/// The refusal count the monitor last logged, if any.
+fn logged_refusals(httpd: &Httpd) -> Option<u64> {
+    httpd
+        .error_log()
+        .lines()
+        .filter_map(|l| l.split_once("PrisonConnect refused ").map(|(_, rest)| rest))
+        .filter_map(|rest| rest.split_once(" ("))
+        .filter_map(|(_, total)| total.split(' ').next()?.parse().ok())
+        .next_back()
+}
+
+/// PrisonConnect on a real httpd: every listed destination is reached, by TCP connect, TCP
+/// fast open, UDP sendto and connected UDP, IPv4 and IPv6; every other one fails with EPERM
+/// and its server hears nothing. The host's loopback is reached only through its own entry.
+/// The monitor logs the refusals with their count.
+#[test]
+fn prison_connect_reaches_listed_destinations_only() {
+    let net = TestNet::new();
+    let _site = net.enter_site();
+    let servers = Servers::start(&net);
+    let query = prison_connect_query(&servers);
+    let loopback_tcp = servers.loopback.tcp_addr();
+    let mut httpd = Httpd::new(
+        Setup::new(Mpm::Event)
+            .line(format!("PrisonIP {PRISON_V4} {PRISON_V6}"))
+            .line(format!(
+                "PrisonConnect {} {}",
+                servers.remote4.tcp_addr(),
+                servers.remote4.udp_addr()
+            ))
+            .line(format!(
+                "PrisonConnect {} {} {loopback_tcp}",
+                servers.remote6.tcp_addr(),
+                servers.other6.udp_addr()
+            )),
+    );
+    httpd.start();
+    let seen = httpd.probe(&query);
+    let what = format!("{seen:#}");
+    let eperm = i64::from(libc::EPERM);
+    let (v4, v6) = (PRISON_V4.to_owned(), PRISON_V6.to_owned());
+    // (server, TCP connect and UDP send allowed, the sources it hears: TCP, UDP)
+    for (name, server, tcp_ok, udp_ok, heard) in [
+        (
+            "remote4",
+            &servers.remote4,
+            true,
+            true,
+            (vec![v4.clone(); 2], vec![v4.clone(); 2]),
+        ),
+        (
+            "remote6",
+            &servers.remote6,
+            true,
+            false,
+            (vec![v6.clone()], vec![]),
+        ),
+        ("other4", &servers.other4, false, false, (vec![], vec![])),
+        (
+            "other6",
+            &servers.other6,
+            false,
+            true,
+            (vec![], vec![v6.clone()]),
+        ),
+        // Its own entry: the host's loopback service, reached from the prison's address. The
+        // UDP port is not listed: the destination becomes the prison's address, refused too.
+        (
+            "loopback",
+            &servers.loopback,
+            true,
+            false,
+            (vec![v4.clone()], vec![]),
+        ),
+    ] {
+        let (tcp, udp) = (server.tcp_addr(), server.udp_addr());
+        match tcp_ok {
+            true => assert!(ok_at(&seen, "connect", &tcp), "{name}: {what}"),
+            false => assert_eq!(errno_at(&seen, "connect", &tcp), eperm, "{name}: {what}"),
+        }
+        match udp_ok {
+            true => assert!(ok_at(&seen, "udp", &udp), "{name}: {what}"),
+            false => assert_eq!(errno_at(&seen, "udp", &udp), eperm, "{name}: {what}"),
+        }
+        assert_eq!(server.sources(), heard, "{name}: {what}");
+    }
+    let (remote4_tcp, other4_tcp) = (servers.remote4.tcp_addr(), servers.other4.tcp_addr());
+    assert!(ok_at(&seen, "tfo", &remote4_tcp), "{what}");
+    assert_eq!(errno_at(&seen, "tfo", &other4_tcp), eperm, "{what}");
+    assert!(
+        ok_at(&seen, "udpconnect", &servers.remote4.udp_addr()),
+        "{what}"
+    );
+    let remote6_udp = servers.remote6.udp_addr();
+    assert_eq!(errno_at(&seen, "udpconnect", &remote6_udp), eperm, "{what}");
+    let mapped = format!(
+        "[::ffff:{REMOTE_V4}]:{}",
+        servers.remote4.tcp.local_addr().expect("addr").port()
+    );
+    assert_eq!(errno_at(&seen, "connect", &mapped), eperm, "{what}");
+    assert_eq!(httpd.get("/").status, 200, "Listen still serves");
+
+    // Refused: other4 (connect, udp, tfo), remote6 (udp, udpconnect), other6 (connect),
+    // loopback (udp), the mapped connect. httpd's monitor runs about every ten seconds.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while logged_refusals(&httpd) != Some(8) && Instant::now() < deadline {
+        sleep(Duration::from_millis(500));
+    }
+    assert_eq!(logged_refusals(&httpd), Some(8), "{}", httpd.error_log());
+    httpd.stop_cleanly();
+}
+
+/// Negative control for the PrisonConnect test: the same probe with PrisonIP alone reaches
+/// every server (the loopback one excepted: 127.0.0.1 is the prison's address there) and
+/// nothing is counted.
+#[test]
+fn without_prison_connect_the_same_probe_reaches_every_destination() {
+    let net = TestNet::new();
+    let _site = net.enter_site();
+    let servers = Servers::start(&net);
+    let query = prison_connect_query(&servers);
+    let mut httpd =
+        Httpd::new(Setup::new(Mpm::Event).line(format!("PrisonIP {PRISON_V4} {PRISON_V6}")));
+    httpd.start();
+    let seen = httpd.probe(&query);
+    let what = format!("{seen:#}");
+    let (v4, v6) = (PRISON_V4.to_owned(), PRISON_V6.to_owned());
+    for (name, server, heard) in [
+        (
+            "remote4",
+            &servers.remote4,
+            (vec![v4.clone(); 2], vec![v4.clone(); 2]),
+        ),
+        (
+            "remote6",
+            &servers.remote6,
+            (vec![v6.clone()], vec![v6.clone(); 2]),
+        ),
+        (
+            "other4",
+            &servers.other4,
+            (vec![v4.clone(); 2], vec![v4.clone()]),
+        ),
+        (
+            "other6",
+            &servers.other6,
+            (vec![v6.clone()], vec![v6.clone()]),
+        ),
+        ("loopback", &servers.loopback, (vec![], vec![])),
+    ] {
+        if name != "loopback" {
+            assert!(
+                ok_at(&seen, "connect", &server.tcp_addr()),
+                "{name}: {what}"
+            );
+            assert!(ok_at(&seen, "udp", &server.udp_addr()), "{name}: {what}");
+        }
+        assert_eq!(server.sources(), heard, "{name}: {what}");
+    }
+    for tcp in [servers.remote4.tcp_addr(), servers.other4.tcp_addr()] {
+        assert!(ok_at(&seen, "tfo", &tcp), "{tcp}: {what}");
+    }
+    let loopback = servers.loopback.tcp_addr();
+    assert_eq!(
+        errno_at(&seen, "connect", &loopback),
+        i64::from(libc::ECONNREFUSED),
+        "{what}"
+    );
+    // Without PrisonConnect the programs have no counter, and nothing is logged.
+    sleep(Duration::from_secs(12));
+    assert_eq!(logged_refusals(&httpd), None, "{}", httpd.error_log());
+    httpd.stop_cleanly();
+}

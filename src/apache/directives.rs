@@ -191,3 +191,12 @@ pub unsafe extern "C" fn prison_tmp(
     // SAFETY: forwarded from httpd's call, same contract.
     unsafe { handle(cmd, &[a], |d, w| text(d.prison_tmp(w[0]))) }
 }
+
+pub unsafe extern "C" fn prison_connect(
+    cmd: *mut sys::cmd_parms,
+    _: *mut c_void,
+    a: *const c_char,
+) -> *const c_char {
+    // SAFETY: forwarded from httpd's call (ITERATE: one word per call).
+    unsafe { handle(cmd, &[a], |d, w| text(d.prison_connect(w))) }
+}

@@ -46,7 +46,7 @@ pub static prison_module: ModuleCell = ModuleCell(UnsafeCell::new(sys::module {
 
 pub(crate) use prison_module as PRISON_MODULE;
 
-struct Commands([sys::command_rec; 10]);
+struct Commands([sys::command_rec; 11]);
 // SAFETY: the table is immutable and holds only pointers to static C strings and functions.
 unsafe impl Sync for Commands {}
 
@@ -140,6 +140,17 @@ static COMMANDS: Commands = Commands([
         errmsg:
             c"PrisonBind <host path> [<path inside>] [ro|rw]: show a host path inside the prison"
                 .as_ptr(),
+    },
+    sys::command_rec {
+        name: c"PrisonConnect".as_ptr(),
+        func: sys::cmd_func {
+            take1: Some(directives::prison_connect),
+        },
+        cmd_data: ptr::null_mut(),
+        req_override: sys::RSRC_CONF as _,
+        args_how: sys::cmd_how_ITERATE,
+        errmsg: c"PrisonConnect <dest> [<dest> ...]: address or network with optional port(s), none or dns"
+            .as_ptr(),
     },
     // SAFETY: all-zero is the table terminator httpd expects (C `{NULL}`): null pointers and a
     // None function in the union.

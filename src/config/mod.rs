@@ -5,6 +5,7 @@
 //! that `apachectl -t` reports every mistake with its line.
 
 mod bind;
+mod connect;
 mod cpu;
 mod dir;
 mod ip;
@@ -21,6 +22,10 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 pub use bind::{Bind, BindError};
+pub use connect::{
+    mask4, mask6, nameservers, parse_entries, ConnectEntry, ConnectError, Destination, Network,
+    Ports, MAX_DESTINATIONS,
+};
 pub use cpu::{CpuListError, CpuSet, MAX_CPU_ID};
 pub use dir::{check_facts, check_prison_dir, DirError, DirFacts};
 pub use ip::{IpError, PrisonIp};
@@ -57,6 +62,16 @@ pub enum ConfigError {
     Bind(#[from] BindError),
     #[error("PrisonTmp: {0}")]
     Tmp(#[from] TmpError),
+    #[error("PrisonConnect: {0}")]
+    Connect(#[from] ConnectError),
+    #[error("PrisonConnect is set but PrisonIP is not: without PrisonIP the prison has no network at all; set PrisonIP")]
+    ConnectWithoutIp,
+    #[error("PrisonConnect {0}: an {1} destination, but PrisonIP has no {1} address (the prison has no {1} sockets); add one to PrisonIP or remove the destination")]
+    ConnectFamily(Destination, &'static str),
+    #[error("PrisonConnect dns: {path}: {reason}")]
+    ConnectDns { path: String, reason: String },
+    #[error("PrisonConnect is not available on FreeBSD: jails have no destination filter of their own and mod_prison loads no firewall rules; remove it (docs/freebsd.md shows the equivalent ipfw rules)")]
+    ConnectOnFreeBsd,
     #[error("{0}: given twice; each Prison directive may appear once")]
     Duplicate(&'static str),
     #[error("{0} is set but PrisonDir is not; a prison is declared by its PrisonDir")]
@@ -87,6 +102,8 @@ pub struct Directives {
     pub binds: Vec<Bind>,
     /// `PrisonProcesses`: `Some(None)` is an explicit 0 (no limit).
     pub processes: Option<Option<u64>>,
+    /// `PrisonConnect`, every line's words in order; empty: not set.
+    pub connect: Vec<ConnectEntry>,
     /// Read for a graceful restart (not `-t`, not a start): a PrisonBind host path missing
     /// now is left to the prison's build, whose failure keeps the previous generation's prison
     /// serving, rather than a syntax error that makes httpd exit.
@@ -180,6 +197,13 @@ impl Directives {
         Ok(())
     }
 
+    /// Repeatable: the lines add up.
+    pub fn prison_connect(&mut self, args: &[&str]) -> Result<(), ConfigError> {
+        let entries = connect::parse_entries(args, &self.connect)?;
+        self.connect.extend(entries);
+        Ok(())
+    }
+
     /// Turns the directives into the prison to build, once the whole configuration is read.
     /// `Ok(None)`: no PrisonDir, the module is loaded but jails nothing.
     pub fn finish(&self, host: &HostConfig) -> Result<Option<Prison>, ConfigError> {
@@ -217,10 +241,13 @@ impl Directives {
                 });
             }
         }
+        let ip = self.ip.unwrap_or_default();
+        let connect = self.connect_list(&ip, &dir)?;
         Ok(Some(Prison {
             name,
             dir,
-            ip: self.ip.unwrap_or_default(),
+            ip,
+            connect,
             security,
             cpus: self.cpus.clone(),
             memory: self.memory.unwrap_or_default(),
@@ -230,6 +257,65 @@ impl Directives {
             tmp: self.tmp.unwrap_or_default(),
             origins: self.origins.clone(),
         }))
+    }
+
+    /// PrisonConnect's destinations, `dns` expanded from the resolv.conf the prison reads (a
+    /// PrisonBind onto /etc/resolv.conf, or PrisonDir's own); `None`: not set, any destination.
+    fn connect_list(
+        &self,
+        ip: &PrisonIp,
+        dir: &std::path::Path,
+    ) -> Result<Option<Vec<Destination>>, ConfigError> {
+        if self.connect.is_empty() {
+            return Ok(None);
+        }
+        if cfg!(target_os = "freebsd") {
+            return Err(ConfigError::ConnectOnFreeBsd);
+        }
+        if !ip.is_set() {
+            return Err(ConfigError::ConnectWithoutIp);
+        }
+        let family_of = |d: &Destination| match d.network {
+            Network::V4(..) => (ip.v4.is_some(), "IPv4"),
+            Network::V6(..) => (ip.v6.is_some(), "IPv6"),
+        };
+        let mut list: Vec<Destination> = Vec::new();
+        for entry in &self.connect {
+            match entry {
+                ConnectEntry::Nothing => {}
+                ConnectEntry::Destination(d) => match family_of(d) {
+                    (true, _) => list.push(*d),
+                    (false, family) => return Err(ConfigError::ConnectFamily(*d, family)),
+                },
+                ConnectEntry::Dns => {
+                    let resolv = self
+                        .binds
+                        .iter()
+                        .find(|b| b.inside == std::path::Path::new("/etc/resolv.conf"))
+                        .map_or_else(|| dir.join("etc/resolv.conf"), |b| b.host.clone());
+                    let dns = |reason: String| ConfigError::ConnectDns {
+                        path: resolv.display().to_string(),
+                        reason,
+                    };
+                    let text = std::fs::read_to_string(&resolv)
+                        .map_err(|e| dns(format!("{e}; the prison's resolver reads it")))?;
+                    // A server of a family the prison has no sockets for is of no use to it.
+                    let servers: Vec<Destination> = nameservers(&text)
+                        .into_iter()
+                        .filter(|d| family_of(d).0)
+                        .collect();
+                    if servers.is_empty() {
+                        return Err(dns("no nameserver line of a family PrisonIP has".to_owned()));
+                    }
+                    list.extend(servers);
+                }
+            }
+        }
+        list.dedup();
+        if list.len() > MAX_DESTINATIONS {
+            return Err(ConnectError::TooMany.into());
+        }
+        Ok(Some(list))
     }
 
     fn first_set_directive(&self) -> Option<&'static str> {
@@ -242,6 +328,7 @@ impl Directives {
             (self.name.is_some(), "PrisonName"),
             (!self.binds.is_empty(), "PrisonBind"),
             (self.tmp.is_some(), "PrisonTmp"),
+            (!self.connect.is_empty(), "PrisonConnect"),
         ]
         .into_iter()
         .find_map(|(set, directive)| set.then_some(directive))
@@ -270,6 +357,9 @@ pub struct Prison {
     pub name: PrisonName,
     pub dir: PathBuf,
     pub ip: PrisonIp,
+    /// `PrisonConnect`: where the prison may connect and send to (`dns` expanded); `None`,
+    /// anywhere; an empty list, nowhere.
+    pub connect: Option<Vec<Destination>>,
     pub security: Security,
     pub cpus: Option<CpuSet>,
     pub memory: MemoryLimits,
@@ -307,6 +397,9 @@ impl std::fmt::Display for Prison {
                     write!(f, ", ip {addr}")?;
                 }
             }
+        }
+        if let Some(connect) = &self.connect {
+            write!(f, ", {} PrisonConnect destinations", connect.len())?;
         }
         if let Some(cpus) = &self.cpus {
             write!(f, ", cpus {cpus}")?;

@@ -130,6 +130,7 @@ mod tests {
             processes,
             runtime_dir: None,
             tmp: Tmp::Default,
+            connect: None,
             origins: Origins::default(),
         }
     }

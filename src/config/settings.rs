@@ -38,6 +38,17 @@ impl Prison {
         if let Some(n) = self.processes {
             lines.push(format!("PrisonProcesses {n}"));
         }
+        match self.connect.as_deref() {
+            None => {}
+            Some([]) => lines.push("PrisonConnect none".to_owned()),
+            Some(list) => lines.push(format!(
+                "PrisonConnect {}",
+                list.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )),
+        }
         match self.tmp {
             Tmp::Default => {}
             Tmp::Off => lines.push("PrisonTmp off".to_owned()),
@@ -104,6 +115,7 @@ mod tests {
             processes: Some(64),
             runtime_dir: None,
             tmp: Tmp::Size(16 << 20),
+            connect: None,
             origins: Origins::default(),
         }
     }

@@ -37,6 +37,9 @@ pub use freebsd::Prepared;
 
 #[cfg(target_os = "linux")]
 mod linux;
+/// PrisonConnect's programs against their model, for the fuzz target.
+#[cfg(all(target_os = "linux", feature = "fuzzing"))]
+pub use linux::fuzz;
 #[cfg(target_os = "linux")]
 pub use linux::Prepared;
 

@@ -103,6 +103,55 @@ def bench_cgi_and_syscalls():
             h.cleanup()
 
 
+def with_lines(h, lines):
+    """Appends directives to a not yet started httpd's configuration."""
+    h.conf.write_text(h.conf.read_text() + "\n".join(lines) + "\n")
+
+
+def bench_connect():
+    """PrisonConnect with 16 entries (A) against PrisonIP alone (B), and a second B (A/A).
+
+    All three jailed as the others (PRISON_LINES: PrisonIP 127.0.0.1). "CGI connecting" asks each CGI to connect to its
+    own httpd's port on 127.0.0.1: in A that destination is the 16th entry, after 15 that do
+    not match, so every entry's check runs on each connect.
+    """
+    a, b, b2 = Httpd("connA", True), Httpd("connB", True), Httpd("connB2", True)
+    try:
+        entries = [f"198.51.100.{i}:{1000 + i}" for i in range(8)]
+        entries += [f"203.0.113.{16 * i}/28" for i in range(4)]
+        entries += [f"127.0.0.{i}:{a.port}" for i in range(2, 5)]
+        entries += [f"127.0.0.1:{a.port}"]
+        assert len(entries) == 16
+        with_lines(a, ["PrisonConnect " + " ".join(entries)])
+        for h in (a, b, b2):
+            h.start()
+        paths = {"static": "/1k.html", "cgi": "/cgi-bin/probe?quick=1"}
+        ratios = {k: ([], []) for k in ("static", "cgi", "connect")}
+        for r in range(ROUNDS if not QUICK else 3):
+            order = [a, b, b2] if r % 2 == 0 else [b2, b, a]
+            for kind in ratios:
+                rps = {}
+                for h in order:
+                    path = paths.get(kind, f"/cgi-bin/probe?connect=127.0.0.1:{h.port}")
+                    rps[h.label] = wrk(h.port, path, DURATION)[0]
+                ratios[kind][0].append(rps["connA"] / rps["connB"])
+                ratios[kind][1].append(rps["connB2"] / rps["connB"])
+        # Each CGI really connected (allowed in A): one probe answer, checked.
+        for h in (a, b):
+            body = json.loads(get(h.port, f"/cgi-bin/probe?connect=127.0.0.1:{h.port}"))
+            if not body["connect"][f"127.0.0.1:{h.port}"]["ok"]:
+                raise RuntimeError(f"{h.label}: the CGI could not connect: {body}")
+        for kind, name in (("static", "Static 1 KiB throughput"), ("cgi", "CGI throughput"),
+                           ("connect", "CGI connecting to 127.0.0.1 throughput")):
+            ab, aa = ratios[kind]
+            inside = min(aa) <= statistics.median(ab) <= max(aa)
+            report(f"PrisonConnect (16 entries) / PrisonIP alone: {name}", ab, "within A/A",
+                   note=f"A/A noise {fmt(aa)}" + ("; within noise" if inside else "; outside noise"))
+    finally:
+        for h in (a, b, b2):
+            h.cleanup()
+
+
 def rss_kib(pids_):
     values = []
     for p in pids_:
@@ -174,7 +223,10 @@ def main():
           f"{CPUS} CPUs, {ROUNDS} rounds of {DURATION} s", flush=True)
     print("| Figure | Median ratio (spread) | Goal | Note |\n|---|---|---|---|", flush=True)
     failed = False
-    for bench in (bench_static_and_cpu, bench_cgi_and_syscalls, bench_child_start, bench_scale):
+    benches = (bench_static_and_cpu, bench_cgi_and_syscalls, bench_connect, bench_child_start,
+               bench_scale)
+    only = os.environ.get("BENCH_ONLY")  # e.g. BENCH_ONLY=bench_connect
+    for bench in (b for b in benches if not only or b.__name__ == only):
         try:
             bench()
         except Exception as e:  # report and go on: one failed figure must not hide the others

@@ -30,6 +30,7 @@
 //!   depend on it;
 //! - a jail name with a `.` (hierarchical): `plan::JailName` refuses it (tested).
 
+pub mod connect;
 pub mod plan;
 
 #[cfg(target_os = "freebsd")]

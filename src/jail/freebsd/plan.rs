@@ -633,6 +633,7 @@ mod tests {
             name: PrisonName::parse("www").unwrap(),
             dir: PathBuf::from("/usr/jails/www"),
             ip: PrisonIp::default(),
+            connect: None,
             security: Security::All,
             cpus: None,
             memory: MemoryLimits::default(),

@@ -20,7 +20,7 @@ pub struct Insn {
     pub imm: i32,
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "fuzzing"))]
 impl Insn {
     pub fn dst(&self) -> u8 {
         self.regs & 0xf
@@ -32,6 +32,7 @@ impl Insn {
 }
 
 // Instruction classes, sizes, modes and operations (linux/bpf_common.h, linux/bpf.h).
+pub const CLASS_LD: u8 = 0x00;
 pub const CLASS_LDX: u8 = 0x01;
 pub const CLASS_ST: u8 = 0x02;
 pub const CLASS_STX: u8 = 0x03;
@@ -42,25 +43,42 @@ pub const CLASS_ALU64: u8 = 0x07;
 pub const SIZE_W: u8 = 0x00;
 pub const SIZE_H: u8 = 0x08;
 pub const SIZE_DW: u8 = 0x18;
+pub const MODE_IMM: u8 = 0x00;
 pub const MODE_MEM: u8 = 0x60;
+pub const MODE_ATOMIC: u8 = 0xc0;
 pub const SRC_K: u8 = 0x00;
 pub const SRC_X: u8 = 0x08;
 pub const OP_ADD: u8 = 0x00;
 pub const OP_AND: u8 = 0x50;
 pub const OP_MOV: u8 = 0xb0;
+pub const OP_END: u8 = 0xd0;
+/// With OP_END: convert to big-endian (network order); on this little-endian host, a swap.
+pub const TO_BE: u8 = 0x08;
 pub const OP_JA: u8 = 0x00;
 pub const OP_JEQ: u8 = 0x10;
 pub const OP_JNE: u8 = 0x50;
+pub const OP_JGT: u8 = 0x20;
+pub const OP_JLT: u8 = 0xa0;
 pub const OP_CALL: u8 = 0x80;
 pub const OP_EXIT: u8 = 0x90;
 
 /// `long bpf_bind(struct bpf_sock_addr *ctx, struct sockaddr *addr, int addr_len)`.
 pub const HELPER_BIND: i32 = 64;
+/// `void *bpf_map_lookup_elem(struct bpf_map *map, const void *key)`.
+pub const HELPER_MAP_LOOKUP_ELEM: i32 = 1;
+/// The source register of a 64-bit immediate load that names a map by its fd.
+pub const PSEUDO_MAP_FD: u8 = 1;
+/// The immediate of an atomic instruction: plain add.
+pub const ATOMIC_ADD: i32 = 0x00;
 
 pub const R0: u8 = 0;
 pub const R1: u8 = 1;
 pub const R2: u8 = 2;
 pub const R3: u8 = 3;
+pub const R4: u8 = 4;
+pub const R5: u8 = 5;
+pub const R6: u8 = 6;
+pub const R7: u8 = 7;
 pub const R10: u8 = 10;
 
 /// A jump target, placed once with [`Asm::label`].
@@ -81,6 +99,12 @@ impl Asm {
     pub fn new_label(&mut self) -> Label {
         self.labels.push(None);
         Label(self.labels.len() - 1)
+    }
+
+    /// Whether a jump goes to `label` (the verifier refuses unreachable instructions, so a
+    /// block only some programs jump to is emitted only for those).
+    pub fn is_used(&self, label: Label) -> bool {
+        self.jumps.iter().any(|(_, l)| *l == label)
     }
 
     /// The next instruction is `label`'s target.
@@ -120,6 +144,22 @@ impl Asm {
     /// `wdst &= imm` (32 bit).
     pub fn and32_imm(&mut self, dst: u8, imm: u32) {
         self.push(CLASS_ALU | OP_AND | SRC_K, dst, 0, 0, imm as i32);
+    }
+
+    /// `wdst = be16(wdst)`: a port as the context holds it (network order) in host order.
+    pub fn be16(&mut self, dst: u8) {
+        self.push(CLASS_ALU | OP_END | TO_BE, dst, 0, 0, 16);
+    }
+
+    /// `dst = map` (the map named by its fd, resolved by the kernel at load): two slots.
+    pub fn load_map_fd(&mut self, dst: u8, fd: i32) {
+        self.push(CLASS_LD | MODE_IMM | SIZE_DW, dst, PSEUDO_MAP_FD, 0, fd);
+        self.push(0, 0, 0, 0, 0);
+    }
+
+    /// `lock *(u64 *)(dst + off) += src`.
+    pub fn atomic_add64(&mut self, dst: u8, off: i16, src: u8) {
+        self.push(CLASS_STX | MODE_ATOMIC | SIZE_DW, dst, src, off, ATOMIC_ADD);
     }
 
     /// `wdst = *(u32 *)(src + off)`.
@@ -168,6 +208,21 @@ impl Asm {
         self.jump(CLASS_JMP32 | OP_JNE | SRC_K, dst, imm as i32, to);
     }
 
+    /// `if wdst < imm goto to` (32 bit, unsigned).
+    pub fn jlt32(&mut self, dst: u8, imm: u32, to: Label) {
+        self.jump(CLASS_JMP32 | OP_JLT | SRC_K, dst, imm as i32, to);
+    }
+
+    /// `if wdst > imm goto to` (32 bit, unsigned).
+    pub fn jgt32(&mut self, dst: u8, imm: u32, to: Label) {
+        self.jump(CLASS_JMP32 | OP_JGT | SRC_K, dst, imm as i32, to);
+    }
+
+    /// `if dst == imm goto to` (64 bit; for helper results).
+    pub fn jeq64(&mut self, dst: u8, imm: i32, to: Label) {
+        self.jump(CLASS_JMP | OP_JEQ | SRC_K, dst, imm, to);
+    }
+
     /// `if dst != imm goto to` (64 bit; for helper results).
     pub fn jne64(&mut self, dst: u8, imm: i32, to: Label) {
         self.jump(CLASS_JMP | OP_JNE | SRC_K, dst, imm, to);
@@ -200,7 +255,10 @@ impl Asm {
 }
 
 // bpf(2) commands, program types and flags.
+const BPF_MAP_CREATE: libc::c_long = 0;
+const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
 const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_MAP_TYPE_ARRAY: u32 = 2;
 const BPF_PROG_ATTACH: libc::c_long = 8;
 pub const BPF_F_ALLOW_MULTI: u32 = 2;
 
@@ -220,6 +278,74 @@ struct LoadAttr {
     prog_name: [u8; 16],
     prog_ifindex: u32,
     expected_attach_type: u32,
+}
+
+/// `union bpf_attr` for BPF_MAP_CREATE, up to `map_name`.
+#[repr(C)]
+#[derive(Default)]
+struct MapCreateAttr {
+    map_type: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    map_flags: u32,
+    inner_map_fd: u32,
+    numa_node: u32,
+    map_name: [u8; 16],
+}
+
+/// `union bpf_attr` for BPF_MAP_LOOKUP_ELEM.
+#[repr(C)]
+#[derive(Default)]
+struct MapElemAttr {
+    map_fd: u32,
+    _pad: u32,
+    key: u64,
+    value: u64,
+    flags: u64,
+}
+
+/// A one-slot array map holding a u64 that the programs add to (PrisonConnect's refusals)
+/// and the parent reads.
+#[derive(Debug)]
+pub struct Counter(OwnedFd);
+
+impl Counter {
+    pub fn create(name: &str) -> std::io::Result<Self> {
+        let mut map_name = [0u8; 16];
+        for (dst, src) in map_name.iter_mut().take(15).zip(name.bytes()) {
+            *dst = src;
+        }
+        let mut attr = MapCreateAttr {
+            map_type: BPF_MAP_TYPE_ARRAY,
+            key_size: 4,
+            value_size: 8,
+            max_entries: 1,
+            map_name,
+            ..MapCreateAttr::default()
+        };
+        let fd = bpf(BPF_MAP_CREATE, &mut attr)?;
+        // SAFETY: BPF_MAP_CREATE returned a new fd that nothing else owns.
+        Ok(Self(unsafe { OwnedFd::from_raw_fd(fd as i32) }))
+    }
+
+    /// The fd the programs name the map by (valid while `self` lives, which covers loading).
+    pub fn fd(&self) -> i32 {
+        self.0.as_raw_fd()
+    }
+
+    pub fn read(&self) -> std::io::Result<u64> {
+        let key = 0u32;
+        let mut value = 0u64;
+        let mut attr = MapElemAttr {
+            map_fd: self.0.as_raw_fd() as u32,
+            key: &key as *const u32 as u64,
+            value: &mut value as *mut u64 as u64,
+            ..MapElemAttr::default()
+        };
+        bpf(BPF_MAP_LOOKUP_ELEM, &mut attr)?;
+        Ok(value)
+    }
 }
 
 /// `union bpf_attr` for BPF_PROG_ATTACH.
@@ -251,15 +377,32 @@ fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> std::io::Result<libc::c_long> {
     }
 }
 
-/// Loads a program; on a verifier refusal the error carries the verifier's log.
+/// Loads a program; on a verifier refusal the error carries the verifier's log. The log is
+/// asked for only then: a large program's log of a successful load would overflow any buffer
+/// of a sane size, which fails the load with ENOSPC.
 pub fn load(
     prog_type: u32,
     expected_attach_type: u32,
     name: &str,
     insns: &[Insn],
 ) -> std::io::Result<OwnedFd> {
+    match load_with_log(prog_type, expected_attach_type, name, insns, None) {
+        Ok(fd) => Ok(fd),
+        Err(_) => {
+            let mut log = vec![0u8; 64 * 1024];
+            load_with_log(prog_type, expected_attach_type, name, insns, Some(&mut log))
+        }
+    }
+}
+
+fn load_with_log(
+    prog_type: u32,
+    expected_attach_type: u32,
+    name: &str,
+    insns: &[Insn],
+    log: Option<&mut Vec<u8>>,
+) -> std::io::Result<OwnedFd> {
     const LICENSE: &CStr = c"GPL"; // bpf_bind is a GPL-only helper.
-    let mut log = vec![0u8; 64 * 1024];
     let mut prog_name = [0u8; 16];
     for (dst, src) in prog_name.iter_mut().take(15).zip(name.bytes()) {
         *dst = src;
@@ -269,17 +412,20 @@ pub fn load(
         insn_cnt: insns.len() as u32,
         insns: insns.as_ptr() as u64,
         license: LICENSE.as_ptr() as u64,
-        log_level: 1,
-        log_size: log.len() as u32,
-        log_buf: log.as_mut_ptr() as u64,
         prog_name,
         expected_attach_type,
         ..LoadAttr::default()
     };
+    if let Some(log) = &log {
+        attr.log_level = 1;
+        attr.log_size = log.len() as u32;
+        attr.log_buf = log.as_ptr() as u64;
+    }
     match bpf(BPF_PROG_LOAD, &mut attr) {
         // SAFETY: BPF_PROG_LOAD returned a new fd that nothing else owns.
         Ok(fd) => Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) }),
         Err(e) => {
+            let log = log.map(|l| l.as_slice()).unwrap_or_default();
             let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
             let text = String::from_utf8_lossy(&log[..end]);
             let text = text.trim();

@@ -5,12 +5,14 @@
 //! Each child joins them and becomes the httpd User.
 
 mod bpf;
-#[cfg(test)]
+#[cfg(any(test, feature = "fuzzing"))]
 mod bpf_interp;
 mod carry;
 mod cgroup;
 mod claim;
 mod fds;
+#[cfg(feature = "fuzzing")]
+pub mod fuzz;
 mod holder;
 pub mod plan;
 pub mod security;
@@ -52,6 +54,15 @@ pub struct Prepared {
     /// The prison's settings as directive lines, carried so that a later generation that
     /// runs in this prison can say which of its own settings did not apply.
     settings: Vec<String>,
+    /// PrisonConnect's refusal counter, read by the monitor.
+    refusals: Option<Refusals>,
+}
+
+/// The count of connections and datagrams PrisonConnect refused, and how many were reported.
+#[derive(Debug)]
+struct Refusals {
+    counter: bpf::Counter,
+    reported: u64,
 }
 
 impl Prepared {
@@ -100,11 +111,20 @@ impl Prepared {
             Path::new("/proc"),
             carry.leaf.as_deref(),
         )?;
+        let mut refusals = None;
         if prison.ip.is_set() {
-            if let Err(e) = attach_network_programs(&mut cgroups, prison) {
-                // Only what this build made: the previous generation's cgroups stay in use.
-                cgroups.discard();
-                return Err(e);
+            match attach_network_programs(&mut cgroups, prison) {
+                Ok(counter) => {
+                    refusals = counter.map(|counter| Refusals {
+                        counter,
+                        reported: 0,
+                    })
+                }
+                Err(e) => {
+                    // Only what this build made: the previous generation's cgroups stay in use.
+                    cgroups.discard();
+                    return Err(e);
+                }
             }
         }
         let namespaces = match holder::build(&plan, !prison.ip.is_set()) {
@@ -124,6 +144,7 @@ impl Prepared {
             root_id,
             security,
             settings: prison.settings(),
+            refusals,
         })
     }
 
@@ -148,7 +169,8 @@ impl Prepared {
         )
         .map_err(named)?;
         let programs = if prison.ip.is_set() {
-            bpf::verify_programs(&sockaddr::programs(&prison.ip)).map_err(named)?
+            let (programs, _counter) = network_programs(prison)?;
+            bpf::verify_programs(&programs).map_err(named)?
         } else {
             0
         };
@@ -232,6 +254,9 @@ impl Prepared {
             root_id,
             security,
             settings: carry.settings,
+            // The previous generation's PrisonConnect programs stay attached and refuse as
+            // before; their counter map is not carried, so this generation reports no counts.
+            refusals: None,
         };
         Ok((prepared, unapplied))
     }
@@ -370,9 +395,28 @@ impl Prepared {
     }
 
     /// Parent, periodically (httpd's monitor hook): the prison's resource events (memory
-    /// report crossings, OOM kills, refused forks), one line each for the error log.
+    /// report crossings, OOM kills, refused forks) and PrisonConnect's refusals since the last
+    /// call, one line each for the error log.
     pub fn monitor(&mut self) -> Vec<String> {
-        self.cgroups.monitor()
+        let mut events = self.cgroups.monitor();
+        if let Some(refusals) = &mut self.refusals {
+            match refusals.counter.read() {
+                Ok(total) if total > refusals.reported => {
+                    events.push(format!(
+                        "prison {}: PrisonConnect refused {} connections or datagrams to unlisted destinations ({total} in this generation)",
+                        self.name,
+                        total - refusals.reported
+                    ));
+                    refusals.reported = total;
+                }
+                Ok(_) => {}
+                Err(e) => events.push(format!(
+                    "prison {}: reading PrisonConnect's refusal counter: {e}",
+                    self.name
+                )),
+            }
+        }
+        events
     }
 
     /// Parent: httpd exits. The namespaces die with the last process in them; the cgroups are
@@ -403,15 +447,53 @@ fn open_root(prison: &Prison) -> Result<(OwnedFd, (u64, u64)), SetupError> {
     })
 }
 
-/// PrisonIP: loads the socket programs for the prison's addresses and attaches them to the
-/// prison's cgroup on the cgroup2 hierarchy (created here when no limit needed one).
-fn attach_network_programs(cgroups: &mut Cgroups, prison: &Prison) -> Result<(), SetupError> {
-    let step = |e: SetupError| SetupError {
+/// PrisonIP: loads the socket programs for the prison's addresses (and PrisonConnect's
+/// allow-list) and attaches them to the prison's cgroup on the cgroup2 hierarchy (created here
+/// when no limit needed one). Returns PrisonConnect's refusal counter.
+fn attach_network_programs(
+    cgroups: &mut Cgroups,
+    prison: &Prison,
+) -> Result<Option<bpf::Counter>, SetupError> {
+    let dir = cgroups.v2_dir().map_err(|e| named(prison, e))?;
+    let (programs, counter) = network_programs(prison)?;
+    bpf::attach_programs(&dir, &programs).map_err(|e| named(prison, e))?;
+    Ok(counter)
+}
+
+/// PrisonIP's socket programs, with PrisonConnect's allow-list and the new map it counts its
+/// refusals in: what `build` attaches and `dry_run` has the verifier check.
+fn network_programs(
+    prison: &Prison,
+) -> Result<(Vec<sockaddr::Program>, Option<bpf::Counter>), SetupError> {
+    let counter = match &prison.connect {
+        Some(_) => Some(bpf::Counter::create("prison_refused").map_err(|e| {
+            named(
+                prison,
+                SetupError::new(
+                    "creating PrisonConnect's refusal counter (a BPF array map)",
+                    e,
+                ),
+            )
+        })?),
+        None => None,
+    };
+    let connect = prison
+        .connect
+        .as_deref()
+        .zip(counter.as_ref())
+        .map(|(list, counter)| sockaddr::Connect {
+            list,
+            counter: counter.fd(),
+        });
+    Ok((sockaddr::programs(&prison.ip, connect.as_ref()), counter))
+}
+
+/// `e`, its step prefixed with the prison it was building.
+fn named(prison: &Prison, e: SetupError) -> SetupError {
+    SetupError {
         step: format!("building prison {}: {}", prison.name, e.step),
         source: e.source,
-    };
-    let dir = cgroups.v2_dir().map_err(step)?;
-    bpf::attach_programs(&dir, &sockaddr::programs(&prison.ip)).map_err(step)
+    }
 }
 
 fn join(fd: &OwnedFd, kind: libc::c_int, what: &str) -> Result<(), SetupError> {

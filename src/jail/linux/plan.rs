@@ -391,6 +391,7 @@ mod tests {
             name: PrisonName::parse("www").unwrap(),
             dir: "/srv/prison".into(),
             ip: PrisonIp::default(),
+            connect: None,
             security: Security::All,
             cpus: None,
             memory: MemoryLimits::default(),

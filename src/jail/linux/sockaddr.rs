@@ -12,14 +12,21 @@
 //! - UDP `sendmsg` without a connection: the source is set to the prison address, loopback
 //!   destinations rewritten as for connect.
 //! - IPv6: IPv4-mapped destinations are refused (they would bypass the IPv4 rules).
+//! - PrisonConnect (`connect` and `sendmsg`): the destination must match one entry of the
+//!   allow-list, else the call fails with EPERM and the refusal is counted in a map the parent
+//!   reads. A loopback destination (127.0.0.0/8, 0.0.0.0; `::1`, `::`) matches only the list's
+//!   loopback entries, and reaches the host's loopback only through them; unmatched, it is
+//!   rewritten to the prison address as above and checked again as that address.
 //!
 //! A PrisonIP wildcard (`0.0.0.0`/`::`, possible only without PARANOID) leaves its family
 //! unrestricted. The programs see only inet sockets; other families are seccomp's job.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use super::bpf::{Asm, Insn, Label, HELPER_BIND, R0, R1, R10, R2, R3};
-use crate::config::PrisonIp;
+use super::bpf::{
+    Asm, Insn, Label, HELPER_BIND, HELPER_MAP_LOOKUP_ELEM, R0, R1, R10, R2, R3, R4, R5, R6, R7,
+};
+use crate::config::{mask4, mask6, Destination, Network, PrisonIp};
 
 // Program and attach types (linux/bpf.h).
 pub const PROG_TYPE_CGROUP_SOCK: u32 = 9;
@@ -35,6 +42,7 @@ pub const ATTACH_UDP6_SENDMSG: u32 = 15;
 // struct bpf_sock_addr (the context of the bind/connect/sendmsg hooks).
 const USER_IP4: i16 = 4;
 const USER_IP6: i16 = 8;
+const USER_PORT: i16 = 24;
 const MSG_SRC_IP4: i16 = 40;
 const MSG_SRC_IP6: i16 = 44;
 const SK: i16 = 64;
@@ -95,8 +103,73 @@ pub struct Program {
     pub insns: Vec<Insn>,
 }
 
-/// Every program the prison's cgroup carries for `ip`.
-pub fn programs(ip: &PrisonIp) -> Vec<Program> {
+/// PrisonConnect, ready to compile: the allow-list and the fd of the map its refusals are
+/// counted in (see [`super::bpf::Counter`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Connect<'a> {
+    pub list: &'a [Destination],
+    pub counter: i32,
+}
+
+impl Connect<'_> {
+    fn has(&self, version: IpVersion) -> bool {
+        self.list.iter().any(|d| match d.network {
+            Network::V4(..) => version == IpVersion::V4,
+            Network::V6(..) => version == IpVersion::V6,
+        })
+    }
+
+    fn v4(&self) -> (Vec<Entry>, Vec<Entry>) {
+        let mut split = (Vec::new(), Vec::new());
+        for d in self.list {
+            if let Network::V4(net, prefix) = d.network {
+                let entry = (
+                    vec![word(net.octets())],
+                    vec![word(mask4(prefix).to_be_bytes())],
+                    ports(d),
+                );
+                if d.network.is_loopback() {
+                    split.0.push(entry);
+                } else {
+                    split.1.push(entry);
+                }
+            }
+        }
+        split
+    }
+
+    fn v6(&self) -> (Vec<Entry>, Vec<Entry>) {
+        let mut split = (Vec::new(), Vec::new());
+        for d in self.list {
+            if let Network::V6(net, prefix) = d.network {
+                let entry = (
+                    words6(net).to_vec(),
+                    words6(Ipv6Addr::from(mask6(prefix))).to_vec(),
+                    ports(d),
+                );
+                if d.network.is_loopback() {
+                    split.0.push(entry);
+                } else {
+                    split.1.push(entry);
+                }
+            }
+        }
+        split
+    }
+}
+
+/// A port range in host order; (0, 0xffff) is every port.
+type Ports = (u32, u32);
+/// (network, mask, ports): the address's 32-bit groups as the context holds them.
+type Entry = (Vec<u32>, Vec<u32>, Ports);
+
+fn ports(d: &Destination) -> Ports {
+    d.ports
+        .map_or((0, 0xffff), |p| (u32::from(p.first), u32::from(p.last)))
+}
+
+/// Every program the prison's cgroup carries for `ip`, and with PrisonConnect its allow-list.
+pub fn programs(ip: &PrisonIp, connect: Option<&Connect>) -> Vec<Program> {
     let addr = |name, attach_type, insns| Program {
         name,
         prog_type: PROG_TYPE_CGROUP_SOCK_ADDR,
@@ -112,10 +185,26 @@ pub fn programs(ip: &PrisonIp) -> Vec<Program> {
         },
         addr("prison_bind4", ATTACH_INET4_BIND, bind4(v4(ip))),
         addr("prison_bind6", ATTACH_INET6_BIND, bind6(v6(ip))),
-        addr("prison_connect4", ATTACH_INET4_CONNECT, connect4(v4(ip))),
-        addr("prison_connect6", ATTACH_INET6_CONNECT, connect6(v6(ip))),
-        addr("prison_sendmsg4", ATTACH_UDP4_SENDMSG, sendmsg4(v4(ip))),
-        addr("prison_sendmsg6", ATTACH_UDP6_SENDMSG, sendmsg6(v6(ip))),
+        addr(
+            "prison_connect4",
+            ATTACH_INET4_CONNECT,
+            connect4(v4(ip), connect),
+        ),
+        addr(
+            "prison_connect6",
+            ATTACH_INET6_CONNECT,
+            connect6(v6(ip), connect),
+        ),
+        addr(
+            "prison_sendmsg4",
+            ATTACH_UDP4_SENDMSG,
+            sendmsg4(v4(ip), connect),
+        ),
+        addr(
+            "prison_sendmsg6",
+            ATTACH_UDP6_SENDMSG,
+            sendmsg6(v6(ip), connect),
+        ),
     ]
 }
 
@@ -131,6 +220,180 @@ fn verdicts(asm: &mut Asm, allow: Label, deny: Label) {
     asm.exit_with(ALLOW);
     asm.label(deny);
     asm.exit_with(DENY);
+}
+
+/// The end of a program that checks destinations: as [`verdicts`], and before `deny` the
+/// `refuse` path (a destination PrisonConnect does not list), which counts the refusal first.
+/// Each block only if something jumps to it: the verifier refuses unreachable code.
+fn verdicts_counted(asm: &mut Asm, allow: Label, deny: Label, refuse: Label, counter: Option<i32>) {
+    if asm.is_used(allow) {
+        asm.label(allow);
+        asm.exit_with(ALLOW);
+    }
+    let refused = asm.is_used(refuse);
+    if !refused && !asm.is_used(deny) {
+        return;
+    }
+    asm.label(refuse);
+    if let (true, Some(fd)) = (refused, counter) {
+        // lock counter[0] += 1; the context (r1) is not needed any more.
+        asm.store32_imm(R10, -4, 0);
+        asm.load_map_fd(R1, fd);
+        asm.mov64_reg(R2, R10);
+        asm.add64_imm(R2, -4);
+        asm.call(HELPER_MAP_LOOKUP_ELEM);
+        asm.jeq64(R0, 0, deny);
+        asm.mov64_imm(R1, 1);
+        asm.atomic_add64(R0, 0, R1);
+    }
+    asm.label(deny);
+    asm.exit_with(DENY);
+}
+
+/// `r6 = the destination port in host order`.
+fn load_port(asm: &mut Asm) {
+    asm.load32(R6, R1, USER_PORT);
+    asm.be16(R6);
+}
+
+/// `if r6 (the port) is in `ports` goto ok`, else fall through.
+fn match_ports(asm: &mut Asm, (first, last): Ports, ok: Label) {
+    if (first, last) == (0, 0xffff) {
+        asm.goto(ok);
+        return;
+    }
+    let next = asm.new_label();
+    if first == last {
+        asm.jne32(R6, first, next);
+    } else {
+        asm.jlt32(R6, first, next);
+        asm.jgt32(R6, last, next);
+    }
+    asm.goto(ok);
+    asm.label(next);
+}
+
+/// `if (addr & mask) == net && port in ports goto ok` for one 32-bit group in `reg` (kept).
+fn match_word(asm: &mut Asm, reg: u8, net: u32, mask: u32, next: Label) {
+    match mask {
+        0 => {}
+        u32::MAX => asm.jne32(reg, net, next),
+        _ => {
+            asm.mov64_reg(R7, reg);
+            asm.and32_imm(R7, mask);
+            asm.jne32(R7, net, next);
+        }
+    }
+}
+
+/// `goto ok` if the destination (in `regs`, one per 32-bit group) and the port (r6) match one
+/// of `entries`. Returns whether the last one matches everything, so nothing after it is
+/// reachable (the verifier refuses unreachable code).
+fn match_entries(asm: &mut Asm, family: IpVersion, entries: &[Entry], ok: Label) -> bool {
+    for (net, mask, ports) in entries {
+        let next = asm.new_label();
+        // Each entry reads the destination again from the context (where a rewrite stored
+        // it): with nothing carried from one entry to the next, the verifier's states at
+        // every `next` are the same and it prunes them; carried registers with bounds learnt
+        // from earlier entries made it walk every combination (a 256-entry list ran into its
+        // limit of a million instructions).
+        load_destination(asm, family);
+        for ((reg, net), mask) in DESTINATION_REGS.iter().zip(net).zip(mask) {
+            match_word(asm, *reg, *net, *mask, next);
+        }
+        if *ports != (0, 0xffff) {
+            load_port(asm);
+        }
+        match_ports(asm, *ports, ok);
+        asm.label(next);
+        if mask.iter().all(|m| *m == 0) && *ports == (0, 0xffff) {
+            return true;
+        }
+    }
+    false
+}
+
+/// Which of a program's address fields a check reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IpVersion {
+    V4,
+    V6,
+}
+
+/// The registers the destination's 32-bit groups are loaded into (IPv4: the first).
+const DESTINATION_REGS: [u8; 4] = [R2, R3, R4, R5];
+
+fn load_destination(asm: &mut Asm, family: IpVersion) {
+    match family {
+        IpVersion::V4 => asm.load32(R2, R1, USER_IP4),
+        IpVersion::V6 => {
+            for (i, reg) in DESTINATION_REGS.iter().enumerate() {
+                asm.load32(*reg, R1, USER_IP6 + 4 * i as i16);
+            }
+        }
+    }
+}
+
+/// PrisonConnect for IPv4: falls through if the destination (user_ip4) is allowed, jumps to
+/// `refuse` if not. With `jip` (the prison's address) an unmatched loopback destination is
+/// rewritten to it and checked as that; without (PrisonIP 0.0.0.0), it is refused.
+fn check_destination4(asm: &mut Asm, jip: Option<u32>, connect: &Connect, refuse: Label) {
+    let (loopback_entries, entries) = connect.v4();
+    let (ok, loopback, outside) = (asm.new_label(), asm.new_label(), asm.new_label());
+    load_destination(asm, IpVersion::V4);
+    asm.jeq32(R2, 0, loopback);
+    asm.mov64_reg(R3, R2);
+    asm.and32_imm(R3, word([0xff, 0, 0, 0]));
+    asm.jne32(R3, word([127, 0, 0, 0]), outside);
+    asm.label(loopback);
+    if !match_entries(asm, IpVersion::V4, &loopback_entries, ok) {
+        match jip {
+            Some(jip) => {
+                asm.mov32_imm(R2, jip);
+                asm.store32_reg(R1, USER_IP4, R2);
+            }
+            None => asm.goto(refuse),
+        }
+    }
+    asm.label(outside);
+    if !match_entries(asm, IpVersion::V4, &entries, ok) {
+        asm.goto(refuse);
+    }
+    asm.label(ok);
+}
+
+/// PrisonConnect for IPv6, as [`check_destination4`]: IPv4-mapped destinations are refused,
+/// `::1` and `::` are the loopback.
+fn check_destination6(asm: &mut Asm, jip: Option<[u32; 4]>, connect: &Connect, refuse: Label) {
+    let (loopback_entries, entries) = connect.v6();
+    let (ok, loopback, outside) = (asm.new_label(), asm.new_label(), asm.new_label());
+    let regs = DESTINATION_REGS;
+    load_destination(asm, IpVersion::V6);
+    asm.jne32(R2, 0, outside);
+    asm.jne32(R3, 0, outside);
+    asm.jeq32(R4, word([0, 0, 0xff, 0xff]), refuse);
+    asm.jne32(R4, 0, outside);
+    asm.jeq32(R5, 0, loopback);
+    asm.jne32(R5, word([0, 0, 0, 1]), outside);
+    asm.label(loopback);
+    let always = match_entries(asm, IpVersion::V6, &loopback_entries, ok);
+    match jip.filter(|_| !always) {
+        Some(jip) => {
+            for (reg, w) in regs.iter().zip(jip) {
+                asm.mov32_imm(*reg, w);
+            }
+            for (i, reg) in regs.iter().enumerate() {
+                asm.store32_reg(R1, USER_IP6 + 4 * i as i16, *reg);
+            }
+        }
+        None if !always => asm.goto(refuse),
+        None => {}
+    }
+    asm.label(outside);
+    if !match_entries(asm, IpVersion::V6, &entries, ok) {
+        asm.goto(refuse);
+    }
+    asm.label(ok);
 }
 
 /// `socket()`: TCP or UDP of a family with an address; never raw.
@@ -226,7 +489,7 @@ fn rewrite_loopback4(asm: &mut Asm, jip: u32) {
 
 /// A destination `::1`, or `::` (which the kernel takes for `::1`), becomes the prison address;
 /// an IPv4-mapped destination is refused.
-fn check_destination6(asm: &mut Asm, jip: [u32; 4], deny: Label) {
+fn rewrite_loopback6(asm: &mut Asm, jip: [u32; 4], deny: Label) {
     let (done, not_mapped, rewrite) = (asm.new_label(), asm.new_label(), asm.new_label());
     asm.load32(R2, R1, USER_IP6);
     asm.jne32(R2, 0, done);
@@ -245,27 +508,85 @@ fn check_destination6(asm: &mut Asm, jip: [u32; 4], deny: Label) {
     asm.label(done);
 }
 
-fn connect4(family: Family<Ipv4Addr>) -> Vec<Insn> {
-    let jip = match family {
-        Family::Refused => return verdict_only(DENY),
-        Family::Open => return verdict_only(ALLOW),
-        Family::Only(a) => word(a.octets()),
+/// What a connect or sendmsg program of a family does: its address (`None`: PrisonIP is the
+/// wildcard), or a fixed verdict.
+enum Destinations<A> {
+    Verdict(i32),
+    /// PrisonConnect lists nothing of this family.
+    RefuseAll(i32),
+    Check(Option<A>),
+}
+
+fn destinations<A: Copy>(
+    family: Family<A>,
+    connect: Option<&Connect>,
+    version: IpVersion,
+) -> Destinations<A> {
+    match (family, connect) {
+        (Family::Refused, _) => Destinations::Verdict(DENY),
+        (_, Some(c)) if !c.has(version) => Destinations::RefuseAll(c.counter),
+        (Family::Open, None) => Destinations::Verdict(ALLOW),
+        (Family::Open, Some(_)) => Destinations::Check(None),
+        (Family::Only(a), _) => Destinations::Check(Some(a)),
+    }
+}
+
+/// The destination part of connect4 and sendmsg4: PrisonConnect's check, or without it the
+/// loopback rewrite alone.
+fn destination4(asm: &mut Asm, jip: Option<u32>, connect: Option<&Connect>, refuse: Label) {
+    match (connect, jip) {
+        (Some(connect), jip) => check_destination4(asm, jip, connect, refuse),
+        (None, Some(jip)) => rewrite_loopback4(asm, jip),
+        (None, None) => {}
+    }
+}
+
+fn destination6(
+    asm: &mut Asm,
+    jip: Option<[u32; 4]>,
+    connect: Option<&Connect>,
+    refuse: Label,
+    deny: Label,
+) {
+    match (connect, jip) {
+        (Some(connect), jip) => check_destination6(asm, jip, connect, refuse),
+        (None, Some(jip)) => rewrite_loopback6(asm, jip, deny),
+        (None, None) => {}
+    }
+}
+
+/// The program of a family PrisonConnect lists nothing of: every call refused and counted.
+fn refuse_all(counter: i32) -> Vec<Insn> {
+    let mut asm = Asm::default();
+    let (allow, deny, refuse) = (asm.new_label(), asm.new_label(), asm.new_label());
+    asm.goto(refuse);
+    verdicts_counted(&mut asm, allow, deny, refuse, Some(counter));
+    asm.finish()
+}
+
+fn connect4(family: Family<Ipv4Addr>, connect: Option<&Connect>) -> Vec<Insn> {
+    let jip = match destinations(family, connect, IpVersion::V4) {
+        Destinations::Verdict(v) => return verdict_only(v),
+        Destinations::RefuseAll(counter) => return refuse_all(counter),
+        Destinations::Check(a) => a.map(|a| word(a.octets())),
     };
     let mut asm = Asm::default();
-    let (allow, deny) = (asm.new_label(), asm.new_label());
-    rewrite_loopback4(&mut asm, jip);
-    // Already bound to the prison address (an explicit bind, which bind4 allowed): nothing to do.
-    asm.load64(R2, R1, SK);
-    asm.load32(R3, R2, SOCK_SRC_IP4);
-    asm.jeq32(R3, jip, allow);
-    // struct sockaddr_in { AF_INET, port 0, JIP } on the stack; port 0 lets connect pick it.
-    asm.store64_imm(R10, -16, 0);
-    asm.store64_imm(R10, -8, 0);
-    asm.store16_imm(R10, -16, libc::AF_INET as u16);
-    asm.store32_imm(R10, -12, jip);
-    bind_call(&mut asm, 16, 16, deny);
+    let (allow, deny, refuse) = (asm.new_label(), asm.new_label(), asm.new_label());
+    destination4(&mut asm, jip, connect, refuse);
+    if let Some(jip) = jip {
+        // Already bound to the prison address (an explicit bind, which bind4 allowed).
+        asm.load64(R2, R1, SK);
+        asm.load32(R3, R2, SOCK_SRC_IP4);
+        asm.jeq32(R3, jip, allow);
+        // struct sockaddr_in { AF_INET, port 0, JIP } on the stack; port 0 lets connect pick it.
+        asm.store64_imm(R10, -16, 0);
+        asm.store64_imm(R10, -8, 0);
+        asm.store16_imm(R10, -16, libc::AF_INET as u16);
+        asm.store32_imm(R10, -12, jip);
+        bind_call(&mut asm, 16, 16, deny);
+    }
     asm.goto(allow);
-    verdicts(&mut asm, allow, deny);
+    verdicts_counted(&mut asm, allow, deny, refuse, connect.map(|c| c.counter));
     asm.finish()
 }
 
@@ -278,69 +599,78 @@ fn bind_call(asm: &mut Asm, size: i16, len: i32, deny: Label) {
     asm.jne64(R0, 0, deny);
 }
 
-fn connect6(family: Family<Ipv6Addr>) -> Vec<Insn> {
-    let jip = match family {
-        Family::Refused => return verdict_only(DENY),
-        Family::Open => return verdict_only(ALLOW),
-        Family::Only(a) => words6(a),
+fn connect6(family: Family<Ipv6Addr>, connect: Option<&Connect>) -> Vec<Insn> {
+    let jip = match destinations(family, connect, IpVersion::V6) {
+        Destinations::Verdict(v) => return verdict_only(v),
+        Destinations::RefuseAll(counter) => return refuse_all(counter),
+        Destinations::Check(a) => a.map(words6),
     };
     let mut asm = Asm::default();
-    let (allow, deny, bind) = (asm.new_label(), asm.new_label(), asm.new_label());
-    check_destination6(&mut asm, jip, deny);
-    asm.load64(R2, R1, SK);
-    for (i, w) in jip.iter().enumerate() {
-        asm.load32(R3, R2, SOCK_SRC_IP6 + 4 * i as i16);
-        asm.jne32(R3, *w, bind);
+    let (allow, deny, refuse) = (asm.new_label(), asm.new_label(), asm.new_label());
+    destination6(&mut asm, jip, connect, refuse, deny);
+    if let Some(jip) = jip {
+        let bind = asm.new_label();
+        asm.load64(R2, R1, SK);
+        for (i, w) in jip.iter().enumerate() {
+            asm.load32(R3, R2, SOCK_SRC_IP6 + 4 * i as i16);
+            asm.jne32(R3, *w, bind);
+        }
+        asm.goto(allow);
+        asm.label(bind);
+        // struct sockaddr_in6 { AF_INET6, port 0, flowinfo 0, JIP, scope 0 }: 28 bytes in 32.
+        for off in [-32, -24, -16, -8] {
+            asm.store64_imm(R10, off, 0);
+        }
+        asm.store16_imm(R10, -32, libc::AF_INET6 as u16);
+        for (i, w) in jip.iter().enumerate() {
+            asm.store32_imm(R10, -24 + 4 * i as i16, *w);
+        }
+        bind_call(&mut asm, 32, 28, deny);
     }
     asm.goto(allow);
-    asm.label(bind);
-    // struct sockaddr_in6 { AF_INET6, port 0, flowinfo 0, JIP, scope 0 }: 28 bytes in 32.
-    for off in [-32, -24, -16, -8] {
-        asm.store64_imm(R10, off, 0);
-    }
-    asm.store16_imm(R10, -32, libc::AF_INET6 as u16);
-    for (i, w) in jip.iter().enumerate() {
-        asm.store32_imm(R10, -24 + 4 * i as i16, *w);
-    }
-    bind_call(&mut asm, 32, 28, deny);
-    asm.goto(allow);
-    verdicts(&mut asm, allow, deny);
+    verdicts_counted(&mut asm, allow, deny, refuse, connect.map(|c| c.counter));
     asm.finish()
 }
 
-fn sendmsg4(family: Family<Ipv4Addr>) -> Vec<Insn> {
-    let jip = match family {
-        Family::Refused => return verdict_only(DENY),
-        Family::Open => return verdict_only(ALLOW),
-        Family::Only(a) => word(a.octets()),
+fn sendmsg4(family: Family<Ipv4Addr>, connect: Option<&Connect>) -> Vec<Insn> {
+    let jip = match destinations(family, connect, IpVersion::V4) {
+        Destinations::Verdict(v) => return verdict_only(v),
+        Destinations::RefuseAll(counter) => return refuse_all(counter),
+        Destinations::Check(a) => a.map(|a| word(a.octets())),
     };
     let mut asm = Asm::default();
-    rewrite_loopback4(&mut asm, jip);
-    // After IP_PKTINFO is parsed, so a cmsg cannot choose another source.
-    asm.mov32_imm(R2, jip);
-    asm.store32_reg(R1, MSG_SRC_IP4, R2);
-    asm.exit_with(ALLOW);
+    let (allow, deny, refuse) = (asm.new_label(), asm.new_label(), asm.new_label());
+    destination4(&mut asm, jip, connect, refuse);
+    if let Some(jip) = jip {
+        // After IP_PKTINFO is parsed, so a cmsg cannot choose another source.
+        asm.mov32_imm(R2, jip);
+        asm.store32_reg(R1, MSG_SRC_IP4, R2);
+    }
+    asm.goto(allow);
+    verdicts_counted(&mut asm, allow, deny, refuse, connect.map(|c| c.counter));
     asm.finish()
 }
 
-fn sendmsg6(family: Family<Ipv6Addr>) -> Vec<Insn> {
-    let jip = match family {
-        Family::Refused => return verdict_only(DENY),
-        Family::Open => return verdict_only(ALLOW),
-        Family::Only(a) => words6(a),
+fn sendmsg6(family: Family<Ipv6Addr>, connect: Option<&Connect>) -> Vec<Insn> {
+    let jip = match destinations(family, connect, IpVersion::V6) {
+        Destinations::Verdict(v) => return verdict_only(v),
+        Destinations::RefuseAll(counter) => return refuse_all(counter),
+        Destinations::Check(a) => a.map(words6),
     };
     let mut asm = Asm::default();
-    let (allow, deny) = (asm.new_label(), asm.new_label());
-    check_destination6(&mut asm, jip, deny);
-    store6(&mut asm, MSG_SRC_IP6, jip);
+    let (allow, deny, refuse) = (asm.new_label(), asm.new_label(), asm.new_label());
+    destination6(&mut asm, jip, connect, refuse, deny);
+    if let Some(jip) = jip {
+        store6(&mut asm, MSG_SRC_IP6, jip);
+    }
     asm.goto(allow);
-    verdicts(&mut asm, allow, deny);
+    verdicts_counted(&mut asm, allow, deny, refuse, connect.map(|c| c.counter));
     asm.finish()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::bpf_interp::Machine;
+    use super::super::bpf_interp::{Machine, MAP_FD};
     use super::*;
 
     const JIP4: &str = "192.0.2.10";
@@ -355,7 +685,7 @@ mod tests {
     }
 
     fn program(ip: &PrisonIp, attach_type: u32) -> Vec<Insn> {
-        programs(ip)
+        programs(ip, None)
             .into_iter()
             .find(|p| p.attach_type == attach_type)
             .expect("program")
@@ -750,7 +1080,7 @@ mod tests {
     #[test]
     fn a_wildcard_family_is_open_and_the_other_refused() {
         let config = ip(&["0.0.0.0"]);
-        for p in programs(&config) {
+        for p in programs(&config, None) {
             let mut m = Machine::sock_addr();
             if p.attach_type == ATTACH_INET_SOCK_CREATE {
                 for (family, allowed) in [(libc::AF_INET, true), (libc::AF_INET6, false)] {
@@ -787,7 +1117,7 @@ mod tests {
         let mut all = configs();
         all.push((ip(&["0.0.0.0", "::"]), None, None));
         for (config, _, _) in all {
-            for p in programs(&config) {
+            for p in programs(&config, None) {
                 super::super::bpf::load(p.prog_type, p.attach_type, p.name, &p.insns)
                     .unwrap_or_else(|e| panic!("{config:?} {}: {e}", p.name));
             }
@@ -796,7 +1126,7 @@ mod tests {
 
     #[test]
     fn every_hook_has_one_program() {
-        let hooks: Vec<u32> = programs(&ip(&[JIP4]))
+        let hooks: Vec<u32> = programs(&ip(&[JIP4]), None)
             .iter()
             .map(|p| p.attach_type)
             .collect();
@@ -812,5 +1142,490 @@ mod tests {
                 ATTACH_UDP6_SENDMSG,
             ]
         );
+    }
+
+    // PrisonConnect.
+
+    /// The allow-list every PrisonConnect table runs against: each shape of entry once.
+    const LIST: &[&str] = &[
+        "192.0.2.30:3306",
+        "198.51.100.0/24:1000-2000",
+        "203.0.113.128/25",
+        "192.0.2.40:256",
+        "127.0.0.1:5432",
+        "192.0.2.10:80",
+        "192.0.2.200:80",
+        "[2001:db8:1::/48]:443",
+        "2001:db8::30",
+        "[2001:db8:ff00::/40]:1-80",
+        "[::1]:5432",
+        "[2001:db8::10]:80",
+        "[f001:db8:8000:0:8000::ff80]:80",
+        "0.0.0.0/0:9",
+        "[::/0]:9",
+    ];
+
+    fn list(words: &[&str]) -> Vec<Destination> {
+        words
+            .iter()
+            .map(|w| match crate::config::ConnectEntry::parse(w) {
+                Ok(crate::config::ConnectEntry::Destination(d)) => d,
+                other => panic!("{w}: {other:?}"),
+            })
+            .collect()
+    }
+
+    fn connect_program(ip: &PrisonIp, list: &[Destination], attach_type: u32) -> Vec<Insn> {
+        let connect = Connect {
+            list,
+            counter: MAP_FD,
+        };
+        programs(ip, Some(&connect))
+            .into_iter()
+            .find(|p| p.attach_type == attach_type)
+            .expect("program")
+            .insns
+    }
+
+    /// What a table row expects: allowed, and the destination after the program.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Verdict {
+        /// Allowed, destination unchanged.
+        Allow,
+        /// Allowed, the destination rewritten to the prison's address.
+        AllowRewritten,
+        /// Refused and counted.
+        Refuse,
+    }
+    use Verdict::*;
+
+    /// (destination, port, verdict with PrisonIP the prison's address, with PrisonIP the wildcard)
+    fn table4() -> Vec<(&'static str, u16, Verdict, Verdict)> {
+        vec![
+            ("192.0.2.30", 3306, Allow, Allow),
+            ("192.0.2.30", 3307, Refuse, Refuse),
+            ("192.0.2.30", 3305, Refuse, Refuse),
+            ("192.0.2.30", 0xca0c, Refuse, Refuse), // 3306 byte-swapped
+            ("192.0.2.31", 3306, Refuse, Refuse),
+            ("192.0.2.158", 3306, Refuse, Refuse), // 192.0.2.30 with the top bit of the last octet
+            ("198.51.100.7", 1000, Allow, Allow),
+            ("198.51.100.255", 2000, Allow, Allow),
+            ("198.51.100.0", 1500, Allow, Allow),
+            ("198.51.100.7", 999, Refuse, Refuse),
+            ("198.51.100.7", 2001, Refuse, Refuse),
+            ("198.51.101.7", 1500, Refuse, Refuse),
+            ("199.51.100.7", 1500, Refuse, Refuse),
+            ("198.51.100.7", 0xe803, Refuse, Refuse), // 1000 byte-swapped
+            ("203.0.113.200", 1, Allow, Allow),
+            ("203.0.113.128", 65535, Allow, Allow),
+            ("203.0.113.127", 1, Refuse, Refuse),
+            ("202.0.113.200", 1, Refuse, Refuse),
+            ("192.0.2.40", 256, Allow, Allow),
+            ("192.0.2.40", 1, Refuse, Refuse),
+            // The host's loopback: only through its own entry, unchanged.
+            ("127.0.0.1", 5432, Allow, Allow),
+            ("127.0.0.1", 5433, Refuse, Refuse),
+            ("127.0.0.2", 5432, Refuse, Refuse),
+            ("0.0.0.0", 5432, Refuse, Refuse),
+            // Unlisted loopback: the prison's own address, allowed if that is listed.
+            ("127.0.0.1", 80, AllowRewritten, Refuse),
+            ("127.9.9.9", 80, AllowRewritten, Refuse),
+            ("0.0.0.0", 80, AllowRewritten, Refuse),
+            ("0.0.0.0", 9, AllowRewritten, Refuse),
+            ("127.0.0.1", 81, Refuse, Refuse),
+            ("192.0.2.10", 80, Allow, Allow),
+            ("192.0.2.200", 80, Allow, Allow),
+            ("192.0.2.11", 80, Refuse, Refuse),
+            ("192.0.2.201", 80, Refuse, Refuse),
+            ("198.18.0.1", 9, Allow, Allow),
+            ("198.18.0.1", 10, Refuse, Refuse),
+            ("127.0.0.1", 9, AllowRewritten, Refuse),
+            ("126.0.0.1", 5432, Refuse, Refuse),
+            ("128.0.0.1", 5432, Refuse, Refuse),
+        ]
+    }
+
+    fn table6() -> Vec<(&'static str, u16, Verdict, Verdict)> {
+        vec![
+            ("2001:db8:1::1", 443, Allow, Allow),
+            ("2001:db8:1:ffff:ffff:ffff:ffff:ffff", 443, Allow, Allow),
+            ("2001:db8:1::1", 444, Refuse, Refuse),
+            ("2001:db8:1::1", 442, Refuse, Refuse),
+            ("2001:db8:2::1", 443, Refuse, Refuse),
+            ("2001:db9:1::1", 443, Refuse, Refuse),
+            ("3001:db8:1::1", 443, Refuse, Refuse),
+            ("2001:db8::30", 1, Allow, Allow),
+            ("2001:db8::30", 65535, Allow, Allow),
+            ("2001:db8::31", 1, Refuse, Refuse),
+            ("2001:db8:0:1::30", 1, Refuse, Refuse),
+            ("2001:db8:ff12::1", 80, Allow, Allow),
+            ("2001:db8:ffff::1", 1, Allow, Allow),
+            ("2001:db8:ff12::1", 81, Refuse, Refuse),
+            ("2001:db8:ff12::1", 0, Refuse, Refuse),
+            ("2001:db8:fe12::1", 80, Refuse, Refuse),
+            ("2001:db8:7f12::1", 80, Refuse, Refuse),
+            // IPv4-mapped: never, though the IPv4 list has 192.0.2.30:3306.
+            ("::ffff:192.0.2.30", 3306, Refuse, Refuse),
+            ("::ffff:127.0.0.1", 5432, Refuse, Refuse),
+            ("::ffff:198.18.0.1", 9, Refuse, Refuse),
+            ("2001:db8:5::1", 9, Allow, Allow),
+            ("2001:db8:5::1", 10, Refuse, Refuse),
+            ("::1", 9, AllowRewritten, Refuse),
+            // The host's loopback only through its entry.
+            ("::1", 5432, Allow, Allow),
+            ("::1", 5431, Refuse, Refuse),
+            ("::", 5432, Refuse, Refuse),
+            ("::2", 5432, Refuse, Refuse),
+            ("::1", 80, AllowRewritten, Refuse),
+            ("::", 80, AllowRewritten, Refuse),
+            ("::", 9, AllowRewritten, Refuse),
+            ("1::1", 80, Refuse, Refuse),
+            ("::1:0:0:1", 5432, Refuse, Refuse),
+            ("2001:db8::10", 80, Allow, Allow),
+            ("f001:db8:8000:0:8000::ff80", 80, Allow, Allow),
+            ("2001:db8::11", 80, Refuse, Refuse),
+            ("f001:db8:8000:0:8000::ff81", 80, Refuse, Refuse),
+        ]
+    }
+
+    fn port_bytes(port: u16) -> [u8; 4] {
+        let b = port.to_be_bytes();
+        [b[0], b[1], 0, 0]
+    }
+
+    /// Runs one row; returns what went differently, if anything (also used for mutants).
+    fn run_row(
+        insns: &[Insn],
+        v6: bool,
+        (dst, port): (&str, u16),
+        jip: Option<&str>,
+        expected: Verdict,
+        sendmsg: bool,
+    ) -> Option<String> {
+        let first = run_row_bound(insns, v6, (dst, port), jip, expected, sendmsg, false);
+        if sendmsg || jip.is_none() || first.is_some() {
+            return first;
+        }
+        run_row_bound(insns, v6, (dst, port), jip, expected, sendmsg, true)
+            .map(|f| format!("{f} (socket bound to the prison address already)"))
+    }
+
+    /// `bound`: the connecting socket already has the prison address (an explicit bind), so
+    /// connect binds nothing.
+    fn run_row_bound(
+        insns: &[Insn],
+        v6: bool,
+        (dst, port): (&str, u16),
+        jip: Option<&str>,
+        expected: Verdict,
+        sendmsg: bool,
+        bound: bool,
+    ) -> Option<String> {
+        let mut m = Machine::sock_addr();
+        if let (true, Some(j)) = (bound, jip) {
+            match v6 {
+                false => Machine::set(&mut m.sock, 24, &v4b(j)),
+                true => Machine::set(&mut m.sock, 28, &v6b(j)),
+            }
+        }
+        let (at, dst_bytes) = if v6 {
+            (8, v6b(dst).to_vec())
+        } else {
+            (4, v4b(dst).to_vec())
+        };
+        Machine::set(&mut m.ctx, at, &dst_bytes);
+        Machine::set(&mut m.ctx, 24, &port_bytes(port));
+        let allowed = m.run(insns);
+        let after = Machine::get(&m.ctx, at, dst_bytes.len());
+        let rewritten = match (jip, v6) {
+            (Some(j), false) => v4b(j).to_vec(),
+            (Some(j), true) => v6b(j).to_vec(),
+            (None, _) => dst_bytes.clone(),
+        };
+        let (want_allowed, want_after, want_count) = match expected {
+            Allow => (true, &dst_bytes, 0),
+            AllowRewritten => (true, &rewritten, 0),
+            Refuse => (false, &after, 1),
+        };
+        let mut wrong = Vec::new();
+        if allowed != want_allowed {
+            wrong.push(format!("allowed {allowed}"));
+        }
+        if after != *want_after {
+            wrong.push(format!("destination {after:?}"));
+        }
+        if m.counter != want_count {
+            wrong.push(format!("counted {}", m.counter));
+        }
+        if Machine::get(&m.ctx, 24, 4) != port_bytes(port) {
+            wrong.push("port changed".into());
+        }
+        // The source: bound (connect) or set (sendmsg) to the prison address when allowed.
+        let (src_at, want_src) = match (sendmsg, v6) {
+            (true, false) => (40, jip.map(|j| v4b(j).to_vec())),
+            (true, true) => (44, jip.map(|j| v6b(j).to_vec())),
+            _ => (0, None),
+        };
+        if sendmsg {
+            let src = Machine::get(&m.ctx, src_at, if v6 { 16 } else { 4 });
+            let expected = match (allowed, want_src) {
+                (true, Some(s)) => s,
+                _ => vec![0; src.len()],
+            };
+            if src != expected {
+                wrong.push(format!("source {src:?}"));
+            }
+        } else {
+            let expected = match (allowed && !bound, jip, v6) {
+                (true, Some(j), false) => vec![sockaddr_in(j)],
+                (true, Some(j), true) => vec![sockaddr_in6(j)],
+                _ => vec![],
+            };
+            if m.bound != expected {
+                wrong.push(format!("bound {:?}", m.bound));
+            }
+        }
+        (!wrong.is_empty()).then(|| format!("{dst} port {port}: {}", wrong.join(", ")))
+    }
+
+    /// Every (PrisonIP, hook) a PrisonConnect table runs under: the prison's address for
+    /// IPv4 and IPv6 (low and high values), and the wildcard.
+    fn connect_configs() -> Vec<(PrisonIp, Option<&'static str>, Option<&'static str>)> {
+        vec![
+            (ip(&[JIP4, JIP6]), Some(JIP4), Some(JIP6)),
+            (
+                ip(&[JIP4_HIGH, JIP6_HIGH]),
+                Some(JIP4_HIGH),
+                Some(JIP6_HIGH),
+            ),
+            (ip(&["0.0.0.0", "::"]), None, None),
+        ]
+    }
+
+    /// Every row of every table for one program; the failures, as text.
+    fn run_table(
+        insns: &[Insn],
+        attach_type: u32,
+        jip4: Option<&str>,
+        jip6: Option<&str>,
+    ) -> Vec<String> {
+        let v6 = matches!(attach_type, ATTACH_INET6_CONNECT | ATTACH_UDP6_SENDMSG);
+        let sendmsg = matches!(attach_type, ATTACH_UDP4_SENDMSG | ATTACH_UDP6_SENDMSG);
+        let jip = if v6 { jip6 } else { jip4 };
+        let rows = if v6 { table6() } else { table4() };
+        let mut failures = Vec::new();
+        for (dst, port, with_jip, wildcard) in rows {
+            let expected = if jip.is_some() { with_jip } else { wildcard };
+            if let Some(f) = run_row(insns, v6, (dst, port), jip, expected, sendmsg) {
+                failures.push(f);
+            }
+        }
+        failures
+    }
+
+    const CONNECT_HOOKS: [u32; 4] = [
+        ATTACH_INET4_CONNECT,
+        ATTACH_INET6_CONNECT,
+        ATTACH_UDP4_SENDMSG,
+        ATTACH_UDP6_SENDMSG,
+    ];
+
+    #[test]
+    fn prison_connect_allows_only_listed_destinations_on_every_hook() {
+        let destinations = list(LIST);
+        for (config, jip4, jip6) in connect_configs() {
+            for hook in CONNECT_HOOKS {
+                let insns = connect_program(&config, &destinations, hook);
+                let failures = run_table(&insns, hook, jip4, jip6);
+                assert!(failures.is_empty(), "{config:?} hook {hook}: {failures:#?}");
+            }
+        }
+    }
+
+    /// A wider entry such as `0.0.0.0/0:443` covers the prison's own address behind a loopback
+    /// destination, never the host's loopback.
+    #[test]
+    fn a_wide_entry_does_not_open_the_hosts_loopback() {
+        let destinations = list(&["0.0.0.0/0:443", "[::/0]:443"]);
+        for (config, jip4, jip6) in connect_configs() {
+            for hook in CONNECT_HOOKS {
+                let v6 = matches!(hook, ATTACH_INET6_CONNECT | ATTACH_UDP6_SENDMSG);
+                let sendmsg = matches!(hook, ATTACH_UDP4_SENDMSG | ATTACH_UDP6_SENDMSG);
+                let jip = if v6 { jip6 } else { jip4 };
+                let insns = connect_program(&config, &destinations, hook);
+                let loopback = if jip.is_some() {
+                    AllowRewritten
+                } else {
+                    Refuse
+                };
+                let rows: &[(&str, u16, Verdict)] = if v6 {
+                    &[
+                        ("2001:db8:1::1", 443, Allow),
+                        ("2001:db8:1::1", 80, Refuse),
+                        ("::1", 443, loopback),
+                        ("::", 443, loopback),
+                        ("::ffff:192.0.2.30", 443, Refuse),
+                    ]
+                } else {
+                    &[
+                        ("198.51.100.2", 443, Allow),
+                        ("198.51.100.2", 80, Refuse),
+                        ("127.0.0.1", 443, loopback),
+                        ("127.0.0.53", 443, loopback),
+                        ("0.0.0.0", 443, loopback),
+                    ]
+                };
+                for &(dst, port, verdict) in rows {
+                    let wrong = run_row(&insns, v6, (dst, port), jip, verdict, sendmsg);
+                    assert_eq!(wrong, None, "{config:?} hook {hook}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn prison_connect_none_refuses_everything_and_counts() {
+        for (config, jip4, jip6) in connect_configs() {
+            for hook in CONNECT_HOOKS {
+                let insns = connect_program(&config, &[], hook);
+                let v6 = matches!(hook, ATTACH_INET6_CONNECT | ATTACH_UDP6_SENDMSG);
+                let sendmsg = matches!(hook, ATTACH_UDP4_SENDMSG | ATTACH_UDP6_SENDMSG);
+                let jip = if v6 { jip6 } else { jip4 };
+                let rows: &[&str] = if v6 {
+                    &["2001:db8:1::1", "::1", "::", "::ffff:192.0.2.1"]
+                } else {
+                    &["198.51.100.2", "127.0.0.1", "0.0.0.0", "255.255.255.255"]
+                };
+                for dst in rows {
+                    let wrong = run_row(&insns, v6, (dst, 80), jip, Refuse, sendmsg);
+                    assert_eq!(wrong, None, "{config:?} hook {hook}");
+                }
+            }
+        }
+    }
+
+    /// A family without a PrisonIP address stays refused without counting: its sockets never
+    /// exist (sock_create), so nothing there is a destination refusal.
+    #[test]
+    fn prison_connect_leaves_a_refused_family_refused() {
+        let destinations = list(LIST);
+        let config = ip(&[JIP4]);
+        for hook in [ATTACH_INET6_CONNECT, ATTACH_UDP6_SENDMSG] {
+            let insns = connect_program(&config, &destinations, hook);
+            assert_eq!(insns, verdict_only(DENY));
+        }
+    }
+
+    /// Mutation check: every conditional jump of every PrisonConnect program, negated or with
+    /// its immediate changed, makes the table fail. So no branch is there without a row that
+    /// needs it.
+    #[test]
+    fn every_mutated_branch_fails_the_table() {
+        use super::super::bpf::{CLASS_JMP, CLASS_JMP32, OP_JEQ, OP_JGT, OP_JLT, OP_JNE};
+        let destinations = list(LIST);
+        let mut mutants = 0;
+        // A mutant the interpreter refuses (as the verifier would) panics: caught, and quiet.
+        thread_local!(static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+        let previous = std::sync::Arc::new(std::panic::take_hook());
+        let others = previous.clone();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(|q| q.get()) {
+                others(info);
+            }
+        }));
+        for (config, jip4, jip6) in connect_configs() {
+            for hook in CONNECT_HOOKS {
+                let insns = connect_program(&config, &destinations, hook);
+                assert!(run_table(&insns, hook, jip4, jip6).is_empty());
+                for (at, insn) in insns.iter().enumerate() {
+                    let class = insn.code & 0x07;
+                    let op = insn.code & 0xf0;
+                    if !(class == CLASS_JMP32 || class == CLASS_JMP) || insn.code & 0x08 != 0 {
+                        continue;
+                    }
+                    let negated = match op {
+                        OP_JEQ => OP_JNE,
+                        OP_JNE => OP_JEQ,
+                        // jlt k -> jge k is jgt k-1; jgt k -> jle k is jlt k+1.
+                        OP_JLT => OP_JGT,
+                        OP_JGT => OP_JLT,
+                        _ => continue,
+                    };
+                    let mut variants = Vec::new();
+                    let mut flipped = *insn;
+                    flipped.code = (insn.code & !0xf0) | negated;
+                    flipped.imm = match op {
+                        OP_JLT => insn.imm.wrapping_sub(1),
+                        OP_JGT => insn.imm.wrapping_add(1),
+                        _ => insn.imm,
+                    };
+                    variants.push(("negated", flipped));
+                    let mut other = *insn;
+                    other.imm ^= 1;
+                    variants.push(("immediate ^ 1", other));
+                    for (how, mutant) in variants {
+                        let mut program = insns.clone();
+                        program[at] = mutant;
+                        QUIET.with(|q| q.set(true));
+                        let caught = std::panic::catch_unwind(|| {
+                            !run_table(&program, hook, jip4, jip6).is_empty()
+                        })
+                        .unwrap_or(true);
+                        QUIET.with(|q| q.set(false));
+                        assert!(
+                            caught,
+                            "{config:?} hook {hook}: insn {at} {insn:?} {how} survives the table"
+                        );
+                        mutants += 1;
+                    }
+                }
+            }
+        }
+        drop(std::panic::take_hook());
+        std::panic::set_hook(Box::new(move |info| previous(info)));
+        assert!(mutants > 100, "only {mutants} mutants");
+    }
+
+    /// The verifier accepts PrisonConnect's programs in every shape (each kind of entry, the
+    /// empty list, the largest list), with a real counter map.
+    #[test]
+    fn the_kernel_loads_every_prison_connect_program() {
+        // SAFETY: geteuid has no preconditions.
+        let euid = unsafe { libc::geteuid() };
+        assert_eq!(euid, 0, "loading BPF programs needs root");
+        let counter = super::super::bpf::Counter::create("test_refused").expect("map");
+        let largest: Vec<String> = (0..crate::config::MAX_DESTINATIONS)
+            .map(|i| match i % 2 {
+                0 => format!("198.51.{}.0/24:{}-{}", i % 256, i + 1, i + 2),
+                _ => format!("[2001:db8:{i:x}::/48]:{}", i + 1),
+            })
+            .collect();
+        let largest: Vec<&str> = largest.iter().map(String::as_str).collect();
+        let lists: [&[&str]; 5] = [
+            LIST,
+            &[],
+            &["0.0.0.0/0"],
+            &["127.0.0.1:5432", "::1"],
+            &largest,
+        ];
+        let mut all = connect_configs();
+        all.push((ip(&[JIP4]), Some(JIP4), None));
+        all.push((ip(&[JIP6_HIGH]), None, Some(JIP6_HIGH)));
+        for (config, _, _) in all {
+            for words in lists {
+                let destinations = list(words);
+                let connect = Connect {
+                    list: &destinations,
+                    counter: counter.fd(),
+                };
+                for p in programs(&config, Some(&connect)) {
+                    super::super::bpf::load(p.prog_type, p.attach_type, p.name, &p.insns)
+                        .unwrap_or_else(|e| {
+                            panic!("{config:?} {} ({} entries): {e}", p.name, words.len())
+                        });
+                }
+            }
+        }
+        assert_eq!(counter.read().expect("reading the counter"), 0);
     }
 }

@@ -140,6 +140,10 @@ fn run(cgi: bool) -> String {
         net::connect_tcp(t)
     });
     insert_keyed(&mut answer, "udp", &request.udp, |t| net::send_udp(t));
+    insert_keyed(&mut answer, "tfo", &request.tfo, |t| net::fast_open(t));
+    insert_keyed(&mut answer, "udpconnect", &request.udp_connect, |t| {
+        net::send_udp_connected(t)
+    });
     insert_keyed(&mut answer, "bind", &request.bind, |b| net::bind_tcp(b));
     insert_keyed(&mut answer, "socket", &request.socket, |k| {
         net::open_kind(k)

@@ -69,6 +69,60 @@ pub fn send_udp(target: &str) -> Outcome {
     }
 }
 
+/// `tfo=ip:port`: TCP fast open: `sendto(MSG_FASTOPEN)` on a fresh socket connects and sends
+/// in one call, without `connect()`. Waits for the connection like `connect=`.
+pub fn fast_open(target: &str) -> Outcome {
+    let peer = parse_target(target)?;
+    let socket = open_socket(&peer, libc::SOCK_STREAM | libc::SOCK_NONBLOCK)?;
+    let raw = RawAddr::from(&peer);
+    // SAFETY: the payload and the address are valid for the lengths given.
+    let sent = cvt(unsafe {
+        libc::sendto(
+            socket.as_raw_fd(),
+            UDP_PAYLOAD.as_ptr().cast(),
+            UDP_PAYLOAD.len(),
+            libc::MSG_FASTOPEN,
+            raw.as_ptr(),
+            raw.len,
+        )
+    });
+    let result = match sent {
+        Ok(_) => Ok(()),
+        // No cookie yet: the SYN went without data; the connection is on its way.
+        Err(Errno(libc::EINPROGRESS)) => wait_connected(&socket, CONNECT_TIMEOUT),
+        Err(errno) => Err(errno),
+    };
+    let local = local_address(&socket);
+    match result {
+        Ok(()) => Ok(Object::new()
+            .with("peer", peer.to_string())
+            .with("local", local)),
+        Err(errno) => Err(Failure::from(errno).with("local", local)),
+    }
+}
+
+/// `udpconnect=ip:port`: `connect()` a UDP socket, then `send()` one datagram on it.
+pub fn send_udp_connected(target: &str) -> Outcome {
+    let peer = parse_target(target)?;
+    let socket = open_socket(&peer, libc::SOCK_DGRAM)?;
+    let raw = RawAddr::from(&peer);
+    // SAFETY: the address is valid for `raw.len` bytes.
+    cvt(unsafe { libc::connect(socket.as_raw_fd(), raw.as_ptr(), raw.len) })?;
+    // SAFETY: the payload is valid for its length.
+    let n = cvt(unsafe {
+        libc::send(
+            socket.as_raw_fd(),
+            UDP_PAYLOAD.as_ptr().cast(),
+            UDP_PAYLOAD.len(),
+            0,
+        )
+    })?;
+    Ok(Object::new()
+        .with("peer", peer.to_string())
+        .with("sent", n)
+        .with("local", local_address(&socket)))
+}
+
 /// `bind=ip:port`: bind a TCP socket and report the local address the kernel gave it.
 /// `bind=ip:port/target`: then connect it to `target` (ip:port) and report the local address
 /// again, to show what a bound socket's connections carry as their source.
@@ -163,10 +217,14 @@ fn connect_with_timeout(
     let raw = RawAddr::from(peer);
     // SAFETY: the address is valid for `raw.len` bytes.
     match cvt(unsafe { libc::connect(socket.as_raw_fd(), raw.as_ptr(), raw.len) }) {
-        Ok(_) => return Ok(()),
-        Err(Errno(libc::EINPROGRESS)) => {}
-        Err(errno) => return Err(errno),
+        Ok(_) => Ok(()),
+        Err(Errno(libc::EINPROGRESS)) => wait_connected(socket, timeout),
+        Err(errno) => Err(errno),
     }
+}
+
+/// Waits for a non-blocking connect to finish; its result.
+fn wait_connected(socket: &OwnedFd, timeout: Duration) -> Result<(), Errno> {
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());

@@ -90,6 +90,10 @@ pub struct Request {
     pub ls: Vec<Vec<u8>>,
     pub connect: Vec<String>,
     pub udp: Vec<String>,
+    /// `tfo=ip:port`: TCP fast open (sendto with MSG_FASTOPEN, no connect call).
+    pub tfo: Vec<String>,
+    /// `udpconnect=ip:port`: connect a UDP socket, then send on it without an address.
+    pub udp_connect: Vec<String>,
     pub bind: Vec<String>,
     pub socket: Vec<String>,
     /// `abstract=name`: connect to the abstract unix socket `name`.
@@ -134,6 +138,8 @@ impl Request {
                 b"write_size" => request.write_size = Some(parse_size("write_size", &value)),
                 b"connect" => push_unique(&mut request.connect, lossy(&value)),
                 b"udp" => push_unique(&mut request.udp, lossy(&value)),
+                b"tfo" => push_unique(&mut request.tfo, lossy(&value)),
+                b"udpconnect" => push_unique(&mut request.udp_connect, lossy(&value)),
                 b"bind" => push_unique(&mut request.bind, lossy(&value)),
                 b"socket" => push_unique(&mut request.socket, lossy(&value)),
                 b"abstract" => push_unique(&mut request.abstract_unix, lossy(&value)),
