@@ -19,7 +19,7 @@ use thiserror::Error;
 
 pub use bind::{Bind, BindError};
 pub use cpu::{CpuListError, CpuSet, MAX_CPU_ID};
-pub use dir::{check_facts, check_prison_dir, DirError, DirFacts};
+pub use dir::{check_ancestor_facts, check_facts, check_prison_dir, DirError, DirFacts};
 pub use ip::{IpError, PrisonIp};
 pub use memory::{parse_size, MemoryError, MemoryLimits};
 pub use name::{NameError, PrisonName, MAX_NAME_LEN};
