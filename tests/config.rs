@@ -373,6 +373,44 @@ fn ip_addresses_accepted() {
 }
 
 #[test]
+fn ip_loopback_is_accepted_with_a_warning() {
+    const TAIL: &str = ": the prison shares the host's loopback, and its scripts can reach \
+        every local service listening there (databases, caches, admin interfaces); PrisonIP \
+        does not restrict destinations. Give the prison an address of its own, or leave \
+        PrisonIP unset and reach local services through their unix sockets (PrisonBind)";
+    let table: &[(&[&str], Option<String>)] = &[
+        (
+            &["127.0.0.1"],
+            Some(format!("127.0.0.1 is a loopback address{TAIL}")),
+        ),
+        (
+            &["127.1.2.3"],
+            Some(format!("127.1.2.3 is a loopback address{TAIL}")),
+        ),
+        (&["::1"], Some(format!("::1 is a loopback address{TAIL}"))),
+        (
+            &["192.0.2.1", "::1"],
+            Some(format!("::1 is a loopback address{TAIL}")),
+        ),
+        (
+            &["::1", "127.0.0.1"],
+            Some(format!("127.0.0.1 and ::1 are loopback addresses{TAIL}")),
+        ),
+        // Negative controls: addresses of the prison's own, and no PrisonIP at all.
+        (&["192.0.2.1", "2001:db8::1"], None),
+        (&["128.0.0.1"], None),
+        (&["126.255.255.255"], None),
+        (&["::2"], None),
+        (&["0.0.0.0"], None),
+        (&[], None),
+    ];
+    for (args, want) in table {
+        let ip = PrisonIp::parse(args, false).unwrap_or_else(|e| panic!("PrisonIP {args:?}: {e}"));
+        assert_eq!(&ip.loopback_warning(), want, "PrisonIP {args:?}");
+    }
+}
+
+#[test]
 fn ip_wildcards_refused_only_when_paranoid() {
     for (text, message) in [
         (

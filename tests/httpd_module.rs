@@ -178,3 +178,30 @@ fn a_writable_ancestor_of_prison_dir_is_refused() {
         "wanted {want:?} with a line number, apache2 -t said:\n{text}"
     );
 }
+
+/// A loopback PrisonIP is valid but shares the host's loopback: `-t` says so, and not for an
+/// address of the prison's own.
+#[test]
+fn a_loopback_prison_ip_is_warned_about() {
+    for (ip, warned) in [
+        ("127.0.0.1", Some("127.0.0.1 is a loopback address")),
+        ("::1", Some("::1 is a loopback address")),
+        ("192.0.2.10 2001:db8::10", None),
+    ] {
+        let httpd = Httpd::new(Setup::new(Mpm::Prefork).line(format!("PrisonIP {ip}")));
+        let (ok, text) = httpd.config_test();
+        assert!(ok, "PrisonIP {ip}: refused:\n{text}");
+        match warned {
+            Some(warning) => assert!(
+                text.contains(&format!(
+                    "mod_prison: PrisonIP: {warning}: the prison shares the host's loopback"
+                )) && text.contains("PrisonIP does not restrict destinations"),
+                "PrisonIP {ip}: no loopback warning in:\n{text}"
+            ),
+            None => assert!(
+                !text.contains("loopback"),
+                "PrisonIP {ip}: a loopback warning for an address of its own:\n{text}"
+            ),
+        }
+    }
+}

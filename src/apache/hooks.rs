@@ -42,6 +42,9 @@ pub unsafe extern "C" fn check_config(
         let mut record = record.borrow_mut();
         match record.directives.finish(&host) {
             Ok(prison) => {
+                if let Some(prison) = &prison {
+                    warn_about(s, prison);
+                }
                 record.prison = prison;
                 OK
             }
@@ -51,6 +54,14 @@ pub unsafe extern "C" fn check_config(
             }
         }
     })
+}
+
+/// Settings that are valid but probably not what the admin meant, in the error log and in
+/// `apachectl -t`'s output.
+fn warn_about(s: *mut sys::server_rec, prison: &crate::config::Prison) {
+    if let Some(warning) = prison.ip.loopback_warning() {
+        log_at!(s, Warning, "mod_prison: PrisonIP: {warning}");
+    }
 }
 
 /// What the rest of httpd's configuration says that the prison depends on.
