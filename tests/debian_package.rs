@@ -62,10 +62,7 @@ struct Host {
 
 impl Host {
     fn new() -> Self {
-        let scratch = PathBuf::from(format!(
-            "/tmp/mod_prison-deb.{}",
-            common::unique_name("d")
-        ));
+        let scratch = PathBuf::from(format!("/tmp/mod_prison-deb.{}", common::unique_name("d")));
         let shims = scratch.join("shims");
         fs::create_dir_all(&shims).expect("mkdir shims");
         let calls = scratch.join("service-calls");
@@ -73,7 +70,10 @@ impl Host {
             let shim = shims.join(tool);
             fs::write(
                 &shim,
-                format!("#!/bin/sh\necho \"{tool} $*\" >> {}\nexit 0\n", calls.display()),
+                format!(
+                    "#!/bin/sh\necho \"{tool} $*\" >> {}\nexit 0\n",
+                    calls.display()
+                ),
             )
             .expect("writing a shim");
             fs::set_permissions(&shim, fs::Permissions::from_mode(0o755)).expect("chmod shim");
@@ -157,7 +157,11 @@ fn package_installs_enables_configtests_and_purges_without_touching_apache2() {
     }
 
     // Negative control: before the package, httpd does not know the directives.
-    let (ok, text) = run(&host.shims, "apache2ctl", &["-t", "-c", "PrisonDir relative"]);
+    let (ok, text) = run(
+        &host.shims,
+        "apache2ctl",
+        &["-t", "-c", "PrisonDir relative"],
+    );
     assert!(
         !ok && text.contains("Invalid command 'PrisonDir'"),
         "without the package:\n{text}"
@@ -185,9 +189,16 @@ fn package_installs_enables_configtests_and_purges_without_touching_apache2() {
     let (ok, text) = run(&host.shims, "apache2ctl", &["-t"]);
     assert!(ok && text.contains("Syntax OK"), "apache2ctl -t:\n{text}");
     let (ok, text) = run(&host.shims, "apache2ctl", &["-M"]);
-    assert!(ok && text.contains("prison_module"), "apache2ctl -M:\n{text}");
+    assert!(
+        ok && text.contains("prison_module"),
+        "apache2ctl -M:\n{text}"
+    );
     // The installed module is the one answering: its own configtest error.
-    let (ok, text) = run(&host.shims, "apache2ctl", &["-t", "-c", "PrisonDir relative"]);
+    let (ok, text) = run(
+        &host.shims,
+        "apache2ctl",
+        &["-t", "-c", "PrisonDir relative"],
+    );
     assert!(
         !ok && text.contains("PrisonDir: \"relative\" is not an absolute path"),
         "with the package:\n{text}"
