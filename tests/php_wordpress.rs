@@ -536,3 +536,142 @@ fn wordpress_installs_and_uploads_in_a_prison() {
         started.elapsed()
     );
 }
+
+/// A minimal SMTP relay on 127.0.0.1 for one test: accepts every message and keeps them.
+struct Relay {
+    port: u16,
+    messages: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Relay {
+    fn start() -> Self {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding the relay");
+        let port = listener.local_addr().expect("the relay's address").port();
+        let messages = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = messages.clone();
+        // Ends with the test binary; it only ever answers this test's own clients.
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                let Ok(mut out) = stream.try_clone() else {
+                    continue;
+                };
+                let mut lines = BufReader::new(stream);
+                let mut message = String::new();
+                let mut in_data = false;
+                let _ = out.write_all(b"220 relay.test ESMTP\r\n");
+                let mut line = String::new();
+                while lines.read_line(&mut line).is_ok_and(|n| n > 0) {
+                    let reply: &[u8] = if in_data {
+                        if line.trim_end() == "." {
+                            in_data = false;
+                            kept.lock().unwrap().push(std::mem::take(&mut message));
+                            b"250 queued\r\n"
+                        } else {
+                            message.push_str(&line);
+                            b""
+                        }
+                    } else {
+                        match line.get(..4).map(str::to_ascii_uppercase).as_deref() {
+                            Some("DATA") => {
+                                in_data = true;
+                                b"354 go ahead\r\n"
+                            }
+                            Some("QUIT") => {
+                                let _ = out.write_all(b"221 bye\r\n");
+                                break;
+                            }
+                            _ => b"250 ok\r\n",
+                        }
+                    };
+                    let _ = out.write_all(reply);
+                    line.clear();
+                }
+            }
+        });
+        Self { port, messages }
+    }
+
+    fn messages(&self) -> Vec<String> {
+        self.messages.lock().unwrap().clone()
+    }
+}
+
+/// PHP's mail() in a prison, as the README's recipe says: /bin/sh (mail() runs sendmail_path
+/// through it), a non-setuid SMTP client (msmtp) sending to a relay, and PrisonIP so that the
+/// prison has a network. Control: without PrisonIP, mail() fails and the relay gets nothing.
+#[test]
+fn php_mail_reaches_a_relay_with_msmtp_and_prison_ip() {
+    common::require_environment();
+    assert!(
+        Path::new("/usr/bin/msmtp").exists(),
+        "msmtp is not installed: make deps"
+    );
+    let relay = Relay::start();
+    let mut setup = Setup::new(Mpm::Prefork)
+        .line(format!("LoadModule php_module {}", mod_php().display()))
+        .line("<FilesMatch \"\\.php$\">\n    SetHandler application/x-httpd-php\n</FilesMatch>")
+        .line("PrisonSecurity ALL")
+        .line("PrisonBind /usr")
+        .line(format!(
+            "php_admin_value sendmail_path \"/usr/bin/msmtp --host=127.0.0.1 --port={} \
+             --from=blog@example.org -t\"",
+            relay.port
+        ));
+    // /bin/sh and the dynamic loader as the host has them: merged-/usr symlinks, or binds.
+    let mut links = Vec::new();
+    for dir in ["bin", "lib", "lib64"] {
+        let host = Path::new("/").join(dir);
+        match fs::read_link(&host) {
+            Ok(target) => links.push((dir, target)),
+            Err(_) if host.is_dir() => setup = setup.line(format!("PrisonBind {}", host.display())),
+            Err(_) => {}
+        }
+    }
+    let mut httpd = Httpd::new(setup);
+    // msmtp -t writes the message to a temporary file first.
+    let tmp = httpd.root.join("tmp");
+    mkdir(&tmp, 0o1777);
+    httpd.append_config(&format!("PrisonBind {} /tmp rw", tmp.display()));
+    for (dir, target) in &links {
+        std::os::unix::fs::symlink(target, httpd.prison.join(dir)).expect("a /usr symlink");
+    }
+    fs::write(
+        httpd.prison.join("www/mail.php"),
+        "<?php echo mail('admin@example.org', 'Sent from the prison', 'Hello from a jailed child')\n\
+         ? \"sent\\n\" : \"not sent\\n\";\n",
+    )
+    .expect("writing mail.php");
+    httpd.start();
+
+    // Control: no PrisonIP, no network: msmtp cannot reach the relay.
+    let page = common::http_get(httpd.port, "/mail.php").expect("GET /mail.php");
+    assert_eq!(page.body, "not sent\n", "mail() without PrisonIP");
+    assert!(relay.messages().is_empty(), "{:?}", relay.messages());
+    let log = httpd.error_log();
+    assert!(
+        log.contains(&format!(
+            "msmtp: cannot connect to 127.0.0.1, port {}",
+            relay.port
+        )),
+        "mail() failed for another reason than the network:\n{log}"
+    );
+
+    httpd.append_config("PrisonIP 127.0.0.1");
+    httpd.graceful();
+    let page = common::http_get(httpd.port, "/mail.php").expect("GET /mail.php");
+    assert_eq!(
+        page.body,
+        "sent\n",
+        "mail() with PrisonIP:\n{}",
+        httpd.error_log()
+    );
+    let messages = relay.messages();
+    assert!(
+        messages.len() == 1
+            && messages[0].contains("Subject: Sent from the prison")
+            && messages[0].contains("Hello from a jailed child"),
+        "the relay got {messages:?}"
+    );
+}
