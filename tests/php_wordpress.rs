@@ -614,11 +614,7 @@ fn php_mail_reaches_a_relay_with_msmtp_and_prison_ip() {
         .line("<FilesMatch \"\\.php$\">\n    SetHandler application/x-httpd-php\n</FilesMatch>")
         .line("PrisonSecurity ALL")
         .line("PrisonBind /usr")
-        .line(format!(
-            "php_admin_value sendmail_path \"/usr/bin/msmtp --host=127.0.0.1 --port={} \
-             --from=blog@example.org -t\"",
-            relay.port
-        ));
+        .line("php_admin_value sendmail_path \"/usr/bin/msmtp -t\"");
     // /bin/sh and the dynamic loader as the host has them: merged-/usr symlinks, or binds.
     let mut links = Vec::new();
     for dir in ["bin", "lib", "lib64"] {
@@ -634,6 +630,17 @@ fn php_mail_reaches_a_relay_with_msmtp_and_prison_ip() {
     let tmp = httpd.root.join("tmp");
     mkdir(&tmp, 0o1777);
     httpd.append_config(&format!("PrisonBind {} /tmp rw", tmp.display()));
+    // msmtp's system configuration, root-owned, as the recipe binds it.
+    let msmtprc = httpd.root.join("msmtprc");
+    fs::write(
+        &msmtprc,
+        format!(
+            "account default\nhost 127.0.0.1\nport {}\nfrom blog@example.org\n",
+            relay.port
+        ),
+    )
+    .expect("writing msmtprc");
+    httpd.append_config(&format!("PrisonBind {} /etc/msmtprc", msmtprc.display()));
     for (dir, target) in &links {
         std::os::unix::fs::symlink(target, httpd.prison.join(dir)).expect("a /usr symlink");
     }
