@@ -434,6 +434,13 @@ fn wordpress_installs_and_uploads_in_a_prison() {
     assert_eq!(db.sql(&format!("SHOW TABLES FROM {DB_NAME}")).unwrap(), "");
 
     let mut httpd = site.httpd(&db, true);
+    assert!(
+        httpd
+            .error_log()
+            .contains("security ALL, no network: ready"),
+        "not the prison the recipe describes:\n{}",
+        httpd.error_log()
+    );
     let b = browser(&httpd, "admin");
     let page = install(&b);
     assert!(
