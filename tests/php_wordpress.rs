@@ -2,8 +2,8 @@
 //! Debian's `wordpress` under mod_php and prefork, `PrisonSecurity ALL`, no network, its own
 //! MariaDB server over a unix socket. The test drives the installer and an image upload like a
 //! browser (curl), and checks the result from outside: the rows in the database, the files in
-//! the uploads directory. Negative control: without the socket bind the installer reports the
-//! database error.
+//! the uploads directory. Negative controls: without the socket bind the installer reports the
+//! database error; without /tmp (PrisonTmp off) an upload fails.
 //!
 //! The MariaDB server is the test's own (private datadir and socket, `--skip-networking`),
 //! stopped and removed at the end even when the test fails; the host's mysql service is never
@@ -273,7 +273,6 @@ impl Site {
         let uploads = scratch.join("uploads");
         mkdir(&uploads, 0o755);
         chown(&uploads, Some(uid), Some(gid)).expect("chown uploads");
-        mkdir(&scratch.join("tmp"), 0o1777);
         // Debian's /usr/share/wordpress/wp-config.php reads /etc/wordpress/config-<host>.php.
         let etc = scratch.join("etc-wordpress");
         mkdir(&etc, 0o755);
@@ -293,11 +292,6 @@ impl Site {
         Self { scratch, uploads }
     }
 
-    /// The bind that gives PHP its temporary directory (where uploads land first).
-    fn tmp_bind(&self) -> String {
-        format!("PrisonBind {}/tmp /tmp rw", self.scratch.display())
-    }
-
     fn httpd(&self, db: &Mariadb, socket_bind: bool) -> Httpd {
         let s = self.scratch.display();
         let mut setup = Setup::new(Mpm::Prefork)
@@ -314,8 +308,9 @@ impl Site {
                 self.uploads.display()
             ));
         if socket_bind {
+            // PHP looks for /var/run/mysqld/mysqld.sock: the prison's /var/run leads to /run.
             setup = setup.line(format!(
-                "PrisonBind {} /var/run/mysqld",
+                "PrisonBind {} /run/mysqld",
                 db.socket_dir.display()
             ));
         }
@@ -488,19 +483,6 @@ fn wordpress_installs_and_uploads_in_a_prison() {
     // Upload through the browser uploader (no JavaScript): PHP puts the file in /tmp first.
     let png = httpd.root.join("jailed-upload.png");
     make_png(&png);
-    // Negative control: a prison without /tmp fails the upload as the issue saw it.
-    let page = upload(&b, &png);
-    assert!(
-        page.status == 500 && page.body.contains("Missing a temporary folder."),
-        "an upload without /tmp in the prison: {} {}\n{}",
-        page.status,
-        page.location,
-        page.body
-    );
-    assert!(files_under(&site.uploads).is_empty());
-    // With it, after a graceful restart while logged in.
-    httpd.append_config(&site.tmp_bind());
-    httpd.graceful();
     let page = upload(&b, &png);
     assert!(
         page.status == 302 && page.location.contains("upload.php"),
@@ -537,6 +519,27 @@ fn wordpress_installs_and_uploads_in_a_prison() {
         std::os::unix::fs::MetadataExt::uid(&meta),
         uid,
         "written by the children's user"
+    );
+
+    // Negative control, after a graceful restart while logged in: a prison without /tmp
+    // (PrisonTmp off) fails the upload as the issue saw it.
+    httpd.append_config("PrisonTmp off");
+    httpd.graceful();
+    let second = httpd.root.join("second-upload.png");
+    make_png(&second);
+    let page = upload(&b, &second);
+    assert!(
+        page.status == 500 && page.body.contains("Missing a temporary folder."),
+        "an upload without /tmp in the prison: {} {}\n{}",
+        page.status,
+        page.location,
+        page.body
+    );
+    assert!(
+        !files_under(&site.uploads)
+            .iter()
+            .any(|f| f.contains("second-upload")),
+        "uploaded without /tmp"
     );
     eprintln!(
         "WordPress installed and uploaded to in {:?}",
@@ -633,10 +636,7 @@ fn php_mail_reaches_a_relay_with_msmtp_and_prison_ip() {
         }
     }
     let mut httpd = Httpd::new(setup);
-    // msmtp -t writes the message to a temporary file first.
-    let tmp = httpd.root.join("tmp");
-    mkdir(&tmp, 0o1777);
-    httpd.append_config(&format!("PrisonBind {} /tmp rw", tmp.display()));
+    // (msmtp -t writes the message to a temporary file first: the prison's private /tmp.)
     // msmtp's system configuration, root-owned, as the recipe binds it.
     let msmtprc = httpd.root.join("msmtprc");
     fs::write(
