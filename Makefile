@@ -1,6 +1,7 @@
 # mod_prison — build, install, test. See README.md.
 #   make                      build the module (target/release/libmod_prison.so)
 #   make install APXS=apxs    install mod_prison.so (and the a2enmod files on Debian)
+#   make deb                  build target/debian/libapache2-mod-prison_<version>_<arch>.deb
 #   make deps                 install build and test dependencies (Debian, as root)
 #   make demo                 run a jailed httpd on 127.0.0.1 and show what a request sees
 #   make test                 all tests (unit + real httpd; as root)
@@ -21,7 +22,7 @@ FREEBSD  := x86_64-unknown-freebsd
 
 export APXS
 
-.PHONY: all build install deps demo test test-cgroup2 lint check-freebsd bench fuzz stress clean
+.PHONY: all build install deb deps demo test test-cgroup2 lint check-freebsd bench fuzz stress clean
 
 all: build
 
@@ -39,6 +40,10 @@ install: build
 		install -m 644 conf/prison.conf "$(DESTDIR)$$sysconf/mods-available/prison.conf"; \
 		echo "installed prison.load and prison.conf in $(DESTDIR)$$sysconf/mods-available: a2enmod prison"; \
 	fi
+
+# Debian package with dpkg-deb (packaging/deb): enables and restarts nothing when installed.
+deb: build
+	bash packaging/deb/build $(SO)
 
 deps:
 	bash .ci/deps

@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use mod_prison::config::{
-    check_facts, check_prison_dir, parse_size, ConfigError, CpuListError, CpuSet, DirError,
-    DirFacts, Directives, HostConfig, IpError, MemoryError, MemoryLimits, NameError, PrisonIp,
-    PrisonName, ProcessesError, Security, SecurityError, MAX_CPU_ID, MAX_NAME_LEN, PARANOID,
+    check_ancestor_facts, check_facts, check_prison_dir, parse_size, ConfigError, CpuListError,
+    CpuSet, DirError, DirFacts, Directives, HostConfig, IpError, MemoryError, MemoryLimits,
+    NameError, PrisonIp, PrisonName, ProcessesError, Security, SecurityError, MAX_CPU_ID,
+    MAX_NAME_LEN, PARANOID,
 };
 
 const KIB: u64 = 1 << 10;
@@ -369,6 +370,45 @@ fn ip_addresses_accepted() {
     let unset = PrisonIp::parse(&[], true).unwrap();
     assert_eq!(unset, PrisonIp::default());
     assert!(!unset.is_set());
+}
+
+#[test]
+fn ip_loopback_is_accepted_with_a_warning() {
+    const TAIL: &str = ": the prison shares the host's loopback, and its scripts can reach \
+        every local service listening there (databases, caches, admin interfaces); PrisonIP \
+        does not restrict destinations. List the ones it needs with PrisonConnect, give the \
+        prison an address of its own, or leave PrisonIP unset and reach local services \
+        through their unix sockets (PrisonBind)";
+    let table: &[(&[&str], Option<String>)] = &[
+        (
+            &["127.0.0.1"],
+            Some(format!("127.0.0.1 is a loopback address{TAIL}")),
+        ),
+        (
+            &["127.1.2.3"],
+            Some(format!("127.1.2.3 is a loopback address{TAIL}")),
+        ),
+        (&["::1"], Some(format!("::1 is a loopback address{TAIL}"))),
+        (
+            &["192.0.2.1", "::1"],
+            Some(format!("::1 is a loopback address{TAIL}")),
+        ),
+        (
+            &["::1", "127.0.0.1"],
+            Some(format!("127.0.0.1 and ::1 are loopback addresses{TAIL}")),
+        ),
+        // Negative controls: addresses of the prison's own, and no PrisonIP at all.
+        (&["192.0.2.1", "2001:db8::1"], None),
+        (&["128.0.0.1"], None),
+        (&["126.255.255.255"], None),
+        (&["::2"], None),
+        (&["0.0.0.0"], None),
+        (&[], None),
+    ];
+    for (args, want) in table {
+        let ip = PrisonIp::parse(args, false).unwrap_or_else(|e| panic!("PrisonIP {args:?}: {e}"));
+        assert_eq!(&ip.loopback_warning(), want, "PrisonIP {args:?}");
+    }
 }
 
 #[test]
@@ -943,6 +983,114 @@ fn prison_dir_paranoid_owner_and_mode() {
         check_prison_dir("/usr", true).map_err(|e| e.to_string()),
         Ok(PathBuf::from("/usr"))
     );
+}
+
+#[test]
+fn ancestor_facts() {
+    const DIR: u32 = 0o040000;
+    let facts = |uid, mode| DirFacts {
+        is_dir: true,
+        uid,
+        mode: DIR | mode,
+    };
+    let (srv, dir) = (Path::new("/srv/prison"), Path::new("/srv/prison/www"));
+    let above = "\"/srv/prison\", above \"/srv/prison/www\",";
+    // (facts of /srv/prison, expected error text or None)
+    let table: &[(DirFacts, Option<String>)] = &[
+        (facts(0, 0o755), None),
+        (facts(0, 0o711), None),
+        (facts(0, 0o555), None),
+        // A root-owned sticky directory such as /tmp: no one else can rename the prison away.
+        (facts(0, 0o1777), None),
+        (facts(0, 0o1775), None),
+        (
+            facts(0, 0o757),
+            Some(format!("{above} must not be group or world writable (mode 0757) in PARANOID builds: whoever can write to it could replace the prison")),
+        ),
+        (
+            facts(0, 0o775),
+            Some(format!("{above} must not be group or world writable (mode 0775) in PARANOID builds: whoever can write to it could replace the prison")),
+        ),
+        (
+            facts(0, 0o2777),
+            Some(format!("{above} must not be group or world writable (mode 2777) in PARANOID builds: whoever can write to it could replace the prison")),
+        ),
+        // Sticky is no help when someone else owns the directory.
+        (
+            facts(1000, 0o1777),
+            Some(format!("{above} must be owned by root (it is owned by uid 1000) in PARANOID builds: its owner could replace the prison")),
+        ),
+        (
+            facts(33, 0o755),
+            Some(format!("{above} must be owned by root (it is owned by uid 33) in PARANOID builds: its owner could replace the prison")),
+        ),
+    ];
+    for (facts, want) in table {
+        let got = check_ancestor_facts(srv, dir, *facts).map_err(|e| e.to_string());
+        assert_eq!(got, want.clone().map_or(Ok(()), Err), "{facts:?}");
+    }
+}
+
+/// The issue's case on real directories: `/srv/prison` mode 0757 above a correct PrisonDir.
+#[test]
+fn prison_dir_paranoid_ancestors() {
+    if euid() != 0 {
+        eprintln!("skipped: needs root to own the scratch tree as root");
+        return;
+    }
+    let s = Scratch::new("ancestors");
+    let base = fs::canonicalize(s.path("")).unwrap();
+    s.mkdir("srv", 0o757);
+    s.mkdir("srv/prison", 0o755);
+    let prison = s.mkdir("srv/prison/www", 0o755);
+    let refused = |ancestor: &str, what: &str| {
+        let err = check_prison_dir(&prison, true).expect_err("a writable ancestor");
+        assert!(matches!(
+            err,
+            DirError::AncestorWritable { .. } | DirError::AncestorNotRootOwned { .. }
+        ));
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{:?}, above {:?}, {what}",
+                base.join(ancestor),
+                base.join("srv/prison/www")
+            )
+        );
+        // Negative control: without PARANOID the same tree is accepted.
+        assert!(check_prison_dir(&prison, false).is_ok());
+    };
+    refused(
+        "srv",
+        "must not be group or world writable (mode 0757) in PARANOID builds: whoever can write to it could replace the prison",
+    );
+    // Fixed: accepted. (The scratch tree's own ancestors are the temp dir's: root, 0755 or
+    // sticky.)
+    s.chmod("srv", 0o755);
+    assert_eq!(
+        check_prison_dir(&prison, true).map_err(|e| e.to_string()),
+        Ok(base.join("srv/prison/www"))
+    );
+    // The nearest ancestor counts as much as the farthest; ownership too.
+    s.chmod("srv/prison", 0o775);
+    refused(
+        "srv/prison",
+        "must not be group or world writable (mode 0775) in PARANOID builds: whoever can write to it could replace the prison",
+    );
+    s.chmod("srv/prison", 0o755);
+    std::os::unix::fs::chown(s.path("srv"), Some(65534), None).unwrap();
+    refused(
+        "srv",
+        "must be owned by root (it is owned by uid 65534) in PARANOID builds: its owner could replace the prison",
+    );
+    std::os::unix::fs::chown(s.path("srv"), Some(0), None).unwrap();
+    // Reached through a symlink, the ancestors checked are the real ones.
+    symlink(s.path("srv/prison/www"), s.path("link")).unwrap();
+    s.chmod("srv", 0o757);
+    assert!(matches!(
+        check_prison_dir(&s.text("link"), true),
+        Err(DirError::AncestorWritable { ancestor, .. }) if ancestor == base.join("srv")
+    ));
 }
 
 // ---------------------------------------------------------------------------------------------

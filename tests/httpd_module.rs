@@ -168,3 +168,63 @@ fn loads_and_serves_under_every_mpm_without_a_prison() {
         httpd.stop_cleanly();
     }
 }
+
+/// PARANOID checks each directory above PrisonDir as sshd does ChrootDirectory's: the issue's
+/// `/srv/prison` mode 0757 above a correct PrisonDir is refused with the path and the mode.
+#[test]
+fn a_writable_ancestor_of_prison_dir_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    if !mod_prison::config::PARANOID {
+        eprintln!("skipped: a PARANOID=0 build does not check PrisonDir's ancestors");
+        return;
+    }
+    let httpd = Httpd::new(Setup::new(Mpm::Event));
+    // Negative control: the harness's tree (root-owned, 0755, under the sticky /tmp) passes.
+    let (ok, text) = httpd.config_test();
+    assert!(ok, "the harness's own tree was refused:\n{text}");
+    let chmod = |mode| {
+        std::fs::set_permissions(&httpd.root, std::fs::Permissions::from_mode(mode))
+            .expect("chmod the ServerRoot")
+    };
+    chmod(0o757);
+    let (ok, text) = httpd.config_test();
+    chmod(0o755);
+    assert!(!ok, "a world-writable ancestor was accepted:\n{text}");
+    let want = format!(
+        "PrisonDir: {:?}, above {:?}, must not be group or world writable (mode 0757)",
+        httpd.root, httpd.prison
+    );
+    assert!(
+        text.contains(&want) && text.contains("Syntax error on line"),
+        "wanted {want:?} with a line number, apache2 -t said:\n{text}"
+    );
+}
+
+/// A loopback PrisonIP is valid but shares the host's loopback: `-t` says so, and not for an
+/// address of the prison's own nor with PrisonConnect.
+#[test]
+fn a_loopback_prison_ip_is_warned_about() {
+    for (ip, warned) in [
+        ("127.0.0.1", Some("127.0.0.1 is a loopback address")),
+        ("::1", Some("::1 is a loopback address")),
+        ("192.0.2.10 2001:db8::10", None),
+        // PrisonConnect reaches only the loopback services it lists.
+        ("127.0.0.1\nPrisonConnect 127.0.0.1:3306", None),
+    ] {
+        let httpd = Httpd::new(Setup::new(Mpm::Prefork).line(format!("PrisonIP {ip}")));
+        let (ok, text) = httpd.config_test();
+        assert!(ok, "PrisonIP {ip}: refused:\n{text}");
+        match warned {
+            Some(warning) => assert!(
+                text.contains(&format!(
+                    "mod_prison: PrisonIP: {warning}: the prison shares the host's loopback"
+                )) && text.contains("PrisonIP does not restrict destinations"),
+                "PrisonIP {ip}: no loopback warning in:\n{text}"
+            ),
+            None => assert!(
+                !text.contains("loopback"),
+                "PrisonIP {ip}: a loopback warning for an address of its own:\n{text}"
+            ),
+        }
+    }
+}

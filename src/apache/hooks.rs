@@ -42,6 +42,9 @@ pub unsafe extern "C" fn check_config(
         let mut record = record.borrow_mut();
         match record.directives.finish(&host) {
             Ok(prison) => {
+                if let Some(prison) = &prison {
+                    warn_about(s, prison);
+                }
                 let verdict = match &prison {
                     Some(prison) if run_mode() == sys::AP_SQ_RM_CONFIG_TEST as c_int => {
                         dry_run(s, prison)
@@ -60,6 +63,19 @@ pub unsafe extern "C" fn check_config(
             }
         }
     })
+}
+
+/// Settings that are valid but probably not what the admin meant, in the error log and in
+/// `apachectl -t`'s output.
+fn warn_about(s: *mut sys::server_rec, prison: &crate::config::Prison) {
+    // PrisonConnect reaches only the loopback services it lists.
+    if let Some(warning) = prison
+        .ip
+        .loopback_warning()
+        .filter(|_| prison.connect.is_none())
+    {
+        log_at!(s, Warning, "mod_prison: PrisonIP: {warning}");
+    }
 }
 
 fn run_mode() -> c_int {

@@ -22,6 +22,24 @@ pub enum DirError {
     NotRootOwned { path: PathBuf, uid: u32 },
     #[error("{path:?} must not be group or world writable (mode {mode:04o}) in PARANOID builds")]
     Writable { path: PathBuf, mode: u32 },
+    #[error("{ancestor:?}, above {dir:?}, cannot be used: {source}")]
+    AncestorUnusable {
+        ancestor: PathBuf,
+        dir: PathBuf,
+        source: io::Error,
+    },
+    #[error("{ancestor:?}, above {dir:?}, must be owned by root (it is owned by uid {uid}) in PARANOID builds: its owner could replace the prison")]
+    AncestorNotRootOwned {
+        ancestor: PathBuf,
+        dir: PathBuf,
+        uid: u32,
+    },
+    #[error("{ancestor:?}, above {dir:?}, must not be group or world writable (mode {mode:04o}) in PARANOID builds: whoever can write to it could replace the prison")]
+    AncestorWritable {
+        ancestor: PathBuf,
+        dir: PathBuf,
+        mode: u32,
+    },
 }
 
 /// What the checks need to know about the directory, so they are testable without a
@@ -44,14 +62,27 @@ pub fn check_prison_dir(text: &str, paranoid: bool) -> Result<PathBuf, DirError>
         source,
     };
     let real = fs::canonicalize(path).map_err(unusable)?;
-    let meta = fs::metadata(&real).map_err(unusable)?;
-    let facts = DirFacts {
+    check_facts(&real, facts_of(&real).map_err(unusable)?, paranoid)?;
+    if paranoid {
+        for ancestor in real.ancestors().skip(1) {
+            let facts = facts_of(ancestor).map_err(|source| DirError::AncestorUnusable {
+                ancestor: ancestor.to_owned(),
+                dir: real.clone(),
+                source,
+            })?;
+            check_ancestor_facts(ancestor, &real, facts)?;
+        }
+    }
+    Ok(real)
+}
+
+fn facts_of(path: &Path) -> io::Result<DirFacts> {
+    let meta = fs::metadata(path)?;
+    Ok(DirFacts {
         is_dir: meta.is_dir(),
         uid: meta.uid(),
         mode: meta.mode(),
-    };
-    check_facts(&real, facts, paranoid)?;
-    Ok(real)
+    })
 }
 
 /// The pure part of [`check_prison_dir`].
@@ -71,6 +102,29 @@ pub fn check_facts(path: &Path, facts: DirFacts, paranoid: bool) -> Result<(), D
     if paranoid && facts.mode & 0o022 != 0 {
         return Err(DirError::Writable {
             path: path.to_owned(),
+            mode: facts.mode & 0o7777,
+        });
+    }
+    Ok(())
+}
+
+/// PARANOID's check of each directory above PrisonDir `dir`, as sshd checks ChrootDirectory's:
+/// whoever can write to an ancestor can rename the prison away and put their own tree there.
+/// One exception to sshd: a root-owned sticky directory (`/tmp`), where only an entry's owner
+/// may rename or remove it, so a root-owned prison below cannot be replaced.
+pub fn check_ancestor_facts(ancestor: &Path, dir: &Path, facts: DirFacts) -> Result<(), DirError> {
+    const STICKY: u32 = 0o1000;
+    if facts.uid != 0 {
+        return Err(DirError::AncestorNotRootOwned {
+            ancestor: ancestor.to_owned(),
+            dir: dir.to_owned(),
+            uid: facts.uid,
+        });
+    }
+    if facts.mode & 0o022 != 0 && facts.mode & STICKY == 0 {
+        return Err(DirError::AncestorWritable {
+            ancestor: ancestor.to_owned(),
+            dir: dir.to_owned(),
             mode: facts.mode & 0o7777,
         });
     }

@@ -74,4 +74,32 @@ impl PrisonIp {
     pub fn is_set(&self) -> bool {
         self.v4.is_some() || self.v6.is_some()
     }
+
+    /// The config-time warning for a loopback address (`127.0.0.0/8`, `::1`), which is
+    /// accepted but gives the prison the host's whole loopback: every service listening there.
+    /// Not for a prison with PrisonConnect, which reaches only the loopback services it lists.
+    pub fn loopback_warning(&self) -> Option<String> {
+        let loopback: Vec<String> = self
+            .v4
+            .map(IpAddr::V4)
+            .into_iter()
+            .chain(self.v6.map(IpAddr::V6))
+            .filter(IpAddr::is_loopback)
+            .map(|addr| addr.to_string())
+            .collect();
+        if loopback.is_empty() {
+            return None;
+        }
+        let (what, addrs) = match loopback.len() {
+            1 => ("is a loopback address", loopback[0].clone()),
+            _ => ("are loopback addresses", loopback.join(" and ")),
+        };
+        Some(format!(
+            "{addrs} {what}: the prison shares the host's loopback, and its scripts can reach \
+             every local service listening there (databases, caches, admin interfaces); PrisonIP \
+             does not restrict destinations. List the ones it needs with PrisonConnect, give the \
+             prison an address of its own, or leave PrisonIP unset and reach local services \
+             through their unix sockets (PrisonBind)"
+        ))
+    }
 }

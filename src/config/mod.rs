@@ -27,7 +27,7 @@ pub use connect::{
     Ports, MAX_DESTINATIONS,
 };
 pub use cpu::{CpuListError, CpuSet, MAX_CPU_ID};
-pub use dir::{check_facts, check_prison_dir, DirError, DirFacts};
+pub use dir::{check_ancestor_facts, check_facts, check_prison_dir, DirError, DirFacts};
 pub use ip::{IpError, PrisonIp};
 pub use memory::{parse_size, MemoryError, MemoryLimits};
 pub use mpm::{limit_warnings, MpmCeiling};
