@@ -23,6 +23,7 @@
 //! next `Prepared::build(prison, identity, carry)`, `None` at first start; a carry nobody
 //! builds with (the prison was removed from the configuration) goes to `Prepared::retire`.
 
+pub mod backend;
 pub mod fault;
 pub mod identity;
 
