@@ -18,7 +18,7 @@ use crate::jail::{Identity, SetupError};
 /// A jail id, as jail_set(2) returns it.
 pub type Jid = i32;
 
-/// What jail_set(2) is asked to do (docs/freebsd-api.md "jail_set(2) flags").
+/// What jail_set(2) is asked to do (API "jail_set(2) flags").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SetMode {
     /// `JAIL_CREATE`: a new jail; EEXIST if a live one has the name.
@@ -27,7 +27,7 @@ pub enum SetMode {
     Update,
 }
 
-/// Whether RACCT/RCTL can work, as rctl(8) diagnoses ENOSYS (docs/freebsd-api.md "rctl(8)").
+/// Whether RACCT/RCTL can work, as rctl(8) diagnoses ENOSYS (API "rctl(8)").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Racct {
     Absent,

@@ -2,15 +2,19 @@
 //! and its rctl rules set, and a reaper that makes it die with httpd. Each child joins it with
 //! `jail_attach` and becomes the httpd User.
 //!
-//! - `plan`: the jail as data (parameters, rctl rules, cpuset mask, names). Pure, compiled and
-//!   tested on every platform.
-//! - `sys`: libjail, jail_set/jail_get/jail_attach, cpuset and rctl. FreeBSD only.
-//! - `reaper`: the process that clears `persist` and removes the rules when httpd goes.
+//! - `plan`: the jail as data (parameters, rctl rules, cpuset mask, names). Pure.
+//! - this file: the lifecycle (build, attach, verify, release, teardown) over [`Kernel`].
+//! - `kernel`: the seam, every kernel call the backend makes; `sys::Real` implements it with
+//!   libjail, jail_set/jail_get/jail_attach, cpuset, rctl, fork and kqueue (FreeBSD only), the
+//!   tests with a model of the kernel's jail state (`model.rs`).
+//! - `reaper`: what the process that clears `persist` and removes the rules when httpd goes
+//!   does (its fork and kqueue are in sys.rs).
+//! - `error`: one variant per step that can fail.
 //!
-//! "API §n" is a section of `../shared/research/freebsd-api.md`.
+//! All but `sys` compile and are tested on every platform. `API "x"` is section "x" of
+//! docs/freebsd-api.md, the man page facts the code follows.
 //!
-//! The original C module's FreeBSD bugs (`../shared/research/apache-and-original.md` §1) and
-//! what stops each here:
+//! The original C module's FreeBSD bugs and what stops each here:
 //! - not root in post_config returned errno, usually 0 (OK): `build` returns an error;
 //! - jail creation, security, cpuset and rctl failures were logged and startup went on (or
 //!   returned a stale 0): every step is `?`, and a new jail's reaper undoes a half-built one;
@@ -159,7 +163,7 @@ impl<K: Kernel> Jail<K> {
         };
         // Closing the old reaper's pipe retires the old jail: persist cleared, it dies with
         // the last old child, then its rules go. Never jail_remove: that would SIGKILL old
-        // children in the middle of a request (docs/freebsd-api.md "jail_remove(2)").
+        // children in the middle of a request (API "jail_remove(2)").
         drop(retiring);
         let reaper_fd = kernel.pipe_into_raw(new.reaper);
         Ok(Self {
@@ -192,7 +196,7 @@ impl<K: Kernel> Jail<K> {
         // hold it, or the reaper would wait for every child before noticing httpd's exit. The
         // child never uses it.
         unsafe { k.close_inherited(self.reaper_fd) };
-        // jail_attach(2) refuses a process with an open directory (docs/freebsd-api.md).
+        // jail_attach(2) refuses a process with an open directory (API "jail_attach(2)").
         k.close_directory_fds().map_err(Error::CloseDirectories)?;
         k.attach(self.jid).map_err(|source| Error::Attach {
             name: self.name.clone(),
@@ -448,7 +452,7 @@ fn create<K: Kernel>(
     notes: &mut Vec<String>,
 ) -> Result<Owned<K>, Error> {
     let name = free_name(kernel, plan, retiring, notes)?;
-    // Rules are keyed by name and outlive jails (docs/freebsd-api.md "rctl(8)"): whatever an
+    // Rules are keyed by name and outlive jails (API "rctl(8)"): whatever an
     // earlier jail of this name left must not apply to this one.
     match kernel.rctl_remove(&rctl_all_filter(&name)) {
         Err(e) if e.raw_os_error() != Some(libc::ENOSYS) => {
@@ -575,7 +579,7 @@ fn apply_limits<K: Kernel>(
 }
 
 /// rctl answers ENOSYS when RACCT is off or missing; say which, as rctl(8) does
-/// (docs/freebsd-api.md "rctl(8)").
+/// (API "rctl(8)").
 fn explain_rctl<K: Kernel>(kernel: &K, e: io::Error) -> io::Error {
     if e.raw_os_error() != Some(libc::ENOSYS) {
         return e;
@@ -591,4 +595,58 @@ fn explain_rctl<K: Kernel>(kernel: &K, e: io::Error) -> io::Error {
         }
     };
     io::Error::new(e.kind(), format!("{why} ({e})"))
+}
+
+#[cfg(test)]
+mod tests {
+    /// The `API "x"` citations of a source file; comments wrap, so each line is joined to the
+    /// next without its comment marker.
+    fn citations(source: &str) -> Vec<String> {
+        let text = source
+            .lines()
+            .map(|l| l.trim_start().trim_start_matches(['/', '!']).trim())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut cited = Vec::new();
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find("API \"") {
+            rest = &rest[at + 5..];
+            let end = rest.find('"').expect("a closing quote");
+            cited.push(rest[..end].to_owned());
+            rest = &rest[end..];
+        }
+        cited
+    }
+
+    /// Every `API "x"` the backend cites is a section of docs/freebsd-api.md.
+    #[test]
+    fn every_cited_man_page_section_is_in_the_docs() {
+        let doc = include_str!("../../../docs/freebsd-api.md");
+        let sections: Vec<&str> = doc.lines().filter_map(|l| l.strip_prefix("## ")).collect();
+        let sources = [
+            include_str!("mod.rs"),
+            include_str!("error.rs"),
+            include_str!("kernel.rs"),
+            include_str!("plan.rs"),
+            include_str!("reaper.rs"),
+            include_str!("sys.rs"),
+        ];
+        let cited: Vec<String> = sources
+            .into_iter()
+            .flat_map(citations)
+            // The explanation of the notation itself.
+            .filter(|c| c != "x")
+            .collect();
+        assert!(cited.len() > 30, "{cited:?}");
+        for c in &cited {
+            assert!(
+                sections.contains(&c.as_str()),
+                "API {c:?} is not a section of docs/freebsd-api.md"
+            );
+        }
+        // Negative control: a wrapped citation is read whole, and a made-up one is not found.
+        let made_up = citations("// see (API \"jail_frobnicate(2)\n// flags\")");
+        assert_eq!(made_up, ["jail_frobnicate(2) flags"]);
+        assert!(!sections.contains(&made_up[0].as_str()));
+    }
 }

@@ -90,7 +90,7 @@ impl State {
         self.jails.iter().find(|j| j.name == name && !j.dying)
     }
 
-    /// A jail without `persist` dies with its last process (docs/freebsd-api.md "persist").
+    /// A jail without `persist` dies with its last process (API "persist").
     fn reap_jails(&mut self) {
         for jail in &mut self.jails {
             let used = self

@@ -50,7 +50,7 @@ impl Job {
     }
 }
 
-/// Why the reaper woke up (kqueue(2), docs/freebsd-api.md "kqueue(2)").
+/// Why the reaper woke up (kqueue(2), API "kqueue(2)").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wake {
     /// `EVFILT_READ` with 8 bytes: the parent's new report threshold (0: none).
@@ -142,7 +142,7 @@ pub fn retire<K: Kernel>(kernel: &K, job: &Job) {
     while matches!(kernel.lookup(job.jid), Ok((ref name, _)) if *name == job.name) {
         kernel.sleep();
     }
-    // Rules are keyed by name (docs/freebsd-api.md "rctl(8)"): if a new jail took the name
+    // Rules are keyed by name (API "rctl(8)"): if a new jail took the name
     // meanwhile, they are its rules now.
     if !matches!(kernel.jid_by_name(&job.name), Ok(None)) {
         return;
