@@ -22,6 +22,8 @@
 //! httpd glue keeps it in the process pool (which outlives every reload) and hands it to the
 //! next `Prepared::build(prison, identity, carry)`, `None` at first start; a carry nobody
 //! builds with (the prison was removed from the configuration) goes to `Prepared::retire`.
+//!
+//! These calls are the [`backend::Backend`] trait; FreeBSD's `Prepared` implements it.
 
 pub mod backend;
 pub mod fault;

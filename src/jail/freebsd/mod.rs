@@ -261,13 +261,13 @@ impl<K: Kernel> Jail<K> {
         // SAFETY: in the parent that built the jail, `reaper_fd` is the open write end of the
         // reaper's pipe, owned by this `Jail` alone (it is only given up by `release`, which
         // consumes it).
-        let reaper = unsafe { k.adopt_pipe(self.reaper_fd) };
-        if let Err(e) = &reaper {
-            report(
-                "taking back its reaper's pipe",
-                io::Error::new(e.kind(), e.to_string()),
-            );
-        }
+        let reaper = match unsafe { k.adopt_pipe(self.reaper_fd) } {
+            Ok(pipe) => Some(pipe),
+            Err(e) => {
+                report("taking back its reaper's pipe", e);
+                None
+            }
+        };
         match k.clear_persist(self.jid) {
             Err(e) if e.raw_os_error() != Some(libc::ENOENT) => report("clearing persist", e),
             _ => {}

@@ -229,11 +229,11 @@ fn jid_by_name(name: &str) -> io::Result<Option<c_int>> {
 /// Child side, still root: join the jail, then `chdir("/")` as jexec(8) does, so the cwd is
 /// the jail's root on every kernel version (API "jail_attach(2)").
 fn attach(jid: c_int) -> io::Result<()> {
-    // SAFETY: plain system call on an integer.
+    // SAFETY: plain system call on an integer (API "jail_attach(2)").
     if unsafe { libc::jail_attach(jid) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: "/" is NUL-terminated.
+    // SAFETY: "/" is NUL-terminated (API "process basics": chdir).
     if unsafe { libc::chdir(c"/".as_ptr()) } != 0 {
         return Err(io::Error::last_os_error());
     }
@@ -244,7 +244,8 @@ fn attach(jid: c_int) -> io::Result<()> {
 fn sysctl_int(name: &CStr) -> io::Result<i64> {
     let mut buf = [0u8; 8];
     let mut len = buf.len();
-    // SAFETY: `buf` is writable for `len` bytes; the kernel stores the real length in `len`.
+    // SAFETY: `buf` is writable for `len` bytes; the kernel stores the real length in `len`
+    // (API "sysctl(3)").
     let ret = unsafe {
         libc::sysctlbyname(
             name.as_ptr(),
@@ -381,7 +382,7 @@ fn rctl_usage(filter: &str) -> io::Result<String> {
 /// (API "jail_attach(2)"). The open descriptors come from `kern.proc.filedesc` (API
 /// "sysctl(3)"), so the cost is the number of open files, not the descriptor limit.
 fn close_directory_fds(keep: &[RawFd]) -> io::Result<()> {
-    // SAFETY: getpid has no preconditions.
+    // SAFETY: getpid has no preconditions (API "process basics").
     let pid = unsafe { libc::getpid() };
     let mib = [
         libc::CTL_KERN,
@@ -449,9 +450,10 @@ fn close_directory_fds(keep: &[RawFd]) -> io::Result<()> {
     for fd in fds {
         // SAFETY: an all-zero stat is a valid out-buffer.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: `st` is writable; a closed fd only makes fstat fail.
+        // SAFETY: `st` is writable; a closed fd only makes fstat fail (API "process basics").
         if unsafe { libc::fstat(fd, &mut st) } == 0 && st.st_mode & libc::S_IFMT == libc::S_IFDIR {
-            // SAFETY: a directory descriptor this process must not carry into the jail.
+            // SAFETY: a directory descriptor this process must not carry into the jail (API
+            // "jail_attach(2)").
             unsafe { libc::close(fd) };
         }
     }
@@ -461,7 +463,8 @@ fn close_directory_fds(keep: &[RawFd]) -> io::Result<()> {
 /// The host name as this process sees it (gethostname(3): the jail's `host.hostname`).
 fn hostname() -> io::Result<String> {
     let mut buf = [0u8; 256];
-    // SAFETY: `buf` is writable for its length; gethostname NUL-terminates when it fits.
+    // SAFETY: `buf` is writable for its length; gethostname NUL-terminates when it fits (API
+    // "process basics").
     if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len() - 1) } != 0 {
         return Err(io::Error::last_os_error());
     }
@@ -482,7 +485,7 @@ impl Kernel for Real {
     type Pipe = OwnedFd;
 
     fn euid(&self) -> u32 {
-        // SAFETY: geteuid has no preconditions.
+        // SAFETY: geteuid has no preconditions (API "process basics").
         unsafe { libc::geteuid() }
     }
 
@@ -587,7 +590,7 @@ impl Kernel for Real {
         }
         // SAFETY: all-zero is a valid stat buffer, which fstat fills.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: `st` is writable; `fd` is open (checked above).
+        // SAFETY: `st` is writable; `fd` is open (checked above; API "fcntl(2)").
         if unsafe { libc::fstat(fd, &mut st) } == -1 {
             return Err(io::Error::last_os_error());
         }
@@ -613,12 +616,13 @@ impl Kernel for Real {
     }
 
     unsafe fn close_inherited(&self, fd: RawFd) {
-        // SAFETY: per the contract, the child's copy of the parent's pipe, never used again.
+        // SAFETY: per the contract, the child's copy of the parent's pipe, never used again
+        // (API "pipe(2)").
         unsafe { libc::close(fd) };
     }
 
     fn sleep(&self) {
-        // SAFETY: plain sleep.
+        // SAFETY: plain sleep (API "process basics").
         unsafe { libc::sleep(1) };
     }
 
@@ -653,7 +657,7 @@ fn spawn_reaper(job: &Job) -> io::Result<OwnedFd> {
         _ => {
             drop(read);
             let mut status = 0;
-            // SAFETY: waits for the intermediate child, which exits at once.
+            // SAFETY: waits for the intermediate child, which exits at once (API "fork(2)").
             if unsafe { libc::waitpid(pid, &mut status, 0) } == -1 {
                 return Err(io::Error::last_os_error());
             }
@@ -669,7 +673,8 @@ fn intermediate(read: OwnedFd, job: &Job) -> ! {
     // SAFETY: in the forked child; a new session leaves httpd's process group (API
     // "setsid(2)").
     if unsafe { libc::setsid() } < 0 {
-        // SAFETY: ends the intermediate child without running httpd's atexit handlers.
+        // SAFETY: ends the intermediate child without running httpd's atexit handlers (API
+        // "fork(2)").
         unsafe { libc::_exit(1) };
     }
     // SAFETY: as in spawn_reaper; the grandchild never returns.
@@ -699,7 +704,8 @@ fn settle(read: &OwnedFd, job: &Job) {
         }
         libc::closefrom(fd + 1);
     }
-    // SAFETY: /dev/null is NUL-terminated; stdin/stdout go there, stderr stays the error log.
+    // SAFETY: /dev/null is NUL-terminated; stdin/stdout go there, stderr stays the error log
+    // (API "setsid(2)").
     unsafe {
         let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
         if null >= 0 {
@@ -720,11 +726,12 @@ fn settle(read: &OwnedFd, job: &Job) {
         libc::SIGWINCH,
         libc::SIGPIPE,
     ] {
-        // SAFETY: SIG_IGN replaces httpd's handlers, which must not run in the reaper.
+        // SAFETY: SIG_IGN replaces httpd's handlers, which must not run in the reaper (API
+        // "setsid(2)").
         unsafe { libc::signal(sig, libc::SIG_IGN) };
     }
     if let Ok(title) = CString::new(format!("mod_prison reaper of jail {}", job.name)) {
-        // SAFETY: "%s" with one NUL-terminated string argument.
+        // SAFETY: "%s" with one NUL-terminated string argument (API "process basics").
         unsafe { libc::setproctitle(c"%s".as_ptr(), title.as_ptr()) };
     }
 }
@@ -750,7 +757,7 @@ fn event(ident: usize, filter: i16, fflags: u32) -> libc::kevent {
 
 impl<'a> Kqueue<'a> {
     fn new(pipe: &'a OwnedFd, master: u32) -> Self {
-        // SAFETY: plain system call.
+        // SAFETY: plain system call (API "kqueue(2)").
         let kq = unsafe { libc::kqueue() };
         if kq < 0 {
             return Self {
@@ -825,7 +832,7 @@ impl Wakeups for Kqueue<'_> {
                 return Wake::MasterExited;
             }
             let mut bytes = [0u8; 8];
-            // SAFETY: `bytes` is writable for 8 bytes.
+            // SAFETY: `bytes` is writable for 8 bytes (API "pipe(2)").
             let got = unsafe { libc::read(self.pipe.as_raw_fd(), bytes.as_mut_ptr().cast(), 8) };
             return match got {
                 8 => {
