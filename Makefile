@@ -11,6 +11,7 @@
 #   make stress               graceful restarts under load, jailed vs plain (as root)
 #   make test-cgroup2         the httpd tests again in a qemu guest with pure cgroup v2 (as root)
 #   make check-freebsd        type-check the FreeBSD backend
+#   make check-freebsd-link   link the module for FreeBSD 14 against its libc (PyPI's ziglang)
 #   PARANOID=0                build without the PARANOID checks
 
 APXS     ?= apxs
@@ -22,7 +23,7 @@ FREEBSD  := x86_64-unknown-freebsd
 
 export APXS
 
-.PHONY: all build install deb deps demo test test-cgroup2 lint check-freebsd bench fuzz stress clean
+.PHONY: all build install deb deps demo test test-cgroup2 lint check-freebsd check-freebsd-link bench fuzz stress clean
 
 all: build
 
@@ -63,6 +64,10 @@ lint:
 
 check-freebsd:
 	$(CARGO) check --target $(FREEBSD)
+
+# See docs/freebsd.md "Linked, not only type-checked".
+check-freebsd-link:
+	bash tests/freebsd-link/check
 
 clean:
 	$(CARGO) clean

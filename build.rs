@@ -4,7 +4,10 @@
 //! and the APR config tool's `--includes --cppflags`. Nothing is hard-coded to one distribution.
 //! When the target OS differs from the host's (e.g. `cargo check --target x86_64-unknown-freebsd`
 //! on Linux), the httpd glue is compiled out, so the pure parts and the FreeBSD backend can still
-//! be type-checked here.
+//! be type-checked here, unless `PRISON_TARGET_INCLUDE` names the target's libc headers
+//! (directories separated by `:`): then the glue is generated over the host's httpd headers and
+//! the target's libc headers, as `make check-freebsd-link` does to link the whole module for
+//! FreeBSD (docs/freebsd.md "Linked, not only type-checked").
 
 use std::env;
 use std::path::PathBuf;
@@ -13,19 +16,32 @@ use std::process::Command;
 fn main() {
     println!("cargo:rerun-if-changed=apxs/wrapper.h");
     println!("cargo:rerun-if-env-changed=APXS");
+    println!("cargo:rerun-if-env-changed=PRISON_TARGET_INCLUDE");
     println!("cargo:rustc-check-cfg=cfg(prison_httpd)");
 
+    let mut clang_args: Vec<String> = Vec::new();
     let target_os = env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
-    if target_os != env::consts::OS {
-        println!("cargo:warning=target OS {target_os} is not the host's: httpd glue compiled out");
-        return;
+    let cross = target_os != env::consts::OS;
+    if cross {
+        let Ok(include) = env::var("PRISON_TARGET_INCLUDE") else {
+            println!(
+                "cargo:warning=target OS {target_os} is not the host's: httpd glue compiled out"
+            );
+            return;
+        };
+        // The target's libc headers instead of the host's; clang's own (stddef.h...) stay.
+        let target = env::var("TARGET").expect("cargo sets TARGET");
+        clang_args.push(format!("--target={target}"));
+        clang_args.push("-nostdlibinc".to_owned());
+        clang_args.extend(include.split(':').map(|dir| format!("-isystem{dir}")));
     }
     let apxs = env::var("APXS").unwrap_or_else(|_| "apxs".to_owned());
-    let mut clang_args: Vec<String> = Vec::new();
     clang_args.push(format!("-I{}", query(&apxs, "INCLUDEDIR")));
     clang_args.extend(
         query(&apxs, "EXTRA_INCLUDES")
             .split_whitespace()
+            // Cross: the host's libc headers must not shadow the target's.
+            .filter(|arg| !(cross && *arg == "-I/usr/include"))
             .map(str::to_owned),
     );
     let apr_config = query(&apxs, "APR_CONFIG");

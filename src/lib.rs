@@ -5,7 +5,8 @@
 //! - [`config`]: the directives, parsed and validated at config time; pure.
 //! - [`host`]: read-only host facts the checks need.
 //! - `apache`: the only code that touches httpd/APR (compiled only when building the module for
-//!   the host OS, and never for unit tests, which could not link against httpd's symbols).
+//!   the host OS, or for FreeBSD by `make check-freebsd-link`, and never for unit tests, which
+//!   could not link against httpd's symbols).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 

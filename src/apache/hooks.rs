@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::ptr::NonNull;
 
 use crate::config::{HostConfig, MpmCeiling};
+use crate::jail::backend::Backend;
 use crate::jail::{Identity, Prepared};
 
 use super::guard::ffi_guard;
@@ -105,8 +106,12 @@ fn dry_run(s: *mut sys::server_rec, prison: &crate::config::Prison) -> c_int {
             sys::ap_unixd_config.group_id,
         )
     };
-    match Identity::resolve(&user, uid, gid).and_then(|_| Prepared::dry_run(prison, &mpm_ceiling()))
-    {
+    // SetupError is the Linux backend's own error type, not FreeBSD's.
+    #[allow(clippy::useless_conversion)]
+    let checked = Identity::resolve(&user, uid, gid)
+        .map_err(Into::into)
+        .and_then(|_| <Prepared as Backend>::dry_run(prison, &mpm_ceiling()));
+    match checked {
         Ok(checked) => {
             log_at!(s, Notice, "mod_prison: {prison}: dry run passed: {checked}");
             OK
@@ -283,7 +288,9 @@ pub unsafe extern "C" fn post_config(
         };
         let Some(prison) = record.prison.clone() else {
             if let Some(previous) = previous {
-                Prepared::retire(&previous);
+                for note in <Prepared as Backend>::retire(&previous) {
+                    log_at!(s, Warning, "mod_prison: {note}");
+                }
             }
             log_at!(s, Info, "mod_prison: no PrisonDir, children are not jailed");
             return OK;
@@ -310,13 +317,18 @@ pub unsafe extern "C" fn post_config(
             }
         };
         let mpm = mpm_ceiling();
-        let failure = match Prepared::build(&prison, &identity, &mpm, previous.as_deref()) {
+        let failure = match <Prepared as Backend>::build(
+            &prison,
+            &identity,
+            &mpm,
+            previous.as_deref(),
+        ) {
             Ok(prepared) => {
                 log_at!(
                     s,
                     Notice,
                     "mod_prison: {prison}: ready, children run as {user} ({uid}:{gid}); {}; built in {} us",
-                    prepared.security_summary(),
+                    Backend::security_summary(&prepared),
                     started.elapsed().as_micros()
                 );
                 record.prepared = Some(prepared);
@@ -335,7 +347,7 @@ pub unsafe extern "C" fn post_config(
             );
             return FAIL;
         };
-        match Prepared::carry_over(&prison, &identity, &mpm, &previous) {
+        match <Prepared as Backend>::carry_over(&prison, &identity, &mpm, &previous) {
             Ok((prepared, unapplied)) => {
                 log_at!(
                     s,
@@ -344,7 +356,7 @@ pub unsafe extern "C" fn post_config(
                      children run in the previous generation's prison, carried over, as {user} \
                      ({uid}:{gid}); {unapplied}; {}. Fix the configuration and restart again.",
                     prison.name,
-                    prepared.security_summary()
+                    Backend::security_summary(&prepared)
                 );
                 record.prepared = Some(prepared);
                 OK
@@ -385,7 +397,7 @@ pub unsafe extern "C" fn attach(_pool: *mut sys::apr_pool_t, s: *mut sys::server
             return FAIL;
         };
         let started = std::time::Instant::now();
-        match prepared.attach() {
+        match Backend::attach(prepared) {
             Ok(()) => {
                 log_at!(
                     s,
@@ -446,16 +458,19 @@ pub unsafe extern "C" fn child_init(_pool: *mut sys::apr_pool_t, s: *mut sys::se
 }
 
 /// `None`: no prison configured.
-fn verify(s: *mut sys::server_rec) -> Option<Result<(), crate::jail::SetupError>> {
+fn verify(s: *mut sys::server_rec) -> Option<Result<(), <Prepared as Backend>::Error>> {
     // SAFETY: `s` is the live main server.
     let record = unsafe { server_config::of(s) }?.borrow();
     record.prison.as_ref()?;
     Some(match &record.prepared {
-        Some(prepared) => prepared.verify(),
-        None => Err(crate::jail::SetupError::check(
-            "verifying the prison",
-            "it was never built",
-        )),
+        Some(prepared) => Backend::verify(prepared),
+        None => {
+            let never =
+                crate::jail::SetupError::check("verifying the prison", "it was never built");
+            // SetupError is the Linux backend's own error type, not FreeBSD's.
+            #[allow(clippy::useless_conversion)]
+            Err(never.into())
+        }
     })
 }
 
@@ -469,7 +484,7 @@ pub unsafe extern "C" fn monitor(_pool: *mut sys::apr_pool_t, s: *mut sys::serve
         };
         let mut record = record.borrow_mut();
         if let Some(prepared) = &mut record.prepared {
-            for event in prepared.monitor() {
+            for event in Backend::monitor(prepared) {
                 log_at!(s, Warning, "mod_prison: {event}");
             }
         }
@@ -483,12 +498,12 @@ pub unsafe extern "C" fn monitor(_pool: *mut sys::apr_pool_t, s: *mut sys::serve
 /// httpd unloads this module right after (nothing is stored at exit).
 pub fn end_of_generation(prepared: Prepared, process_pool: Option<NonNull<sys::apr_pool_t>>) {
     if main_state() == sys::AP_SQ_MS_EXITING as c_int {
-        for problem in prepared.teardown() {
+        for problem in Backend::teardown(prepared) {
             log_at!(std::ptr::null(), Warning, "mod_prison: at exit: {problem}");
         }
         return;
     }
-    let Some(text) = prepared.release() else {
+    let Some(text) = Backend::release(prepared) else {
         return;
     };
     let stored = match process_pool {

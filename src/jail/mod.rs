@@ -26,7 +26,11 @@
 //! build fails at a restart, `Prepared::carry_over(prison, identity, carry)` gives the new
 //! generation the carried prison instead (Linux; FreeBSD refuses), so that a restart never
 //! leaves the host without a jailed httpd.
+//!
+//! These calls are the [`backend::Backend`] trait; both backends' `Prepared` implement it, and
+//! the httpd glue calls them through it only.
 
+pub mod backend;
 pub mod fault;
 pub mod identity;
 

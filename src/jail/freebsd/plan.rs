@@ -2,8 +2,8 @@
 //! in the parent from the validated [`Prison`]. Pure, and compiled on every platform so that the
 //! tests run on Linux; `sys.rs` only hands these values to the kernel.
 //!
-//! "API §n" below is a section of `../shared/research/freebsd-api.md`, which quotes the kernel,
-//! libjail and rctl(8) sources each fact comes from.
+//! `API "x"` below is section "x" of docs/freebsd-api.md: the man page facts each value
+//! follows.
 
 use std::ffi::c_ulong;
 use std::fmt;
@@ -14,7 +14,7 @@ use thiserror::Error;
 
 use crate::config::{CpuSet, MemoryLimits, Prison, PrisonIp, PrisonName, Security};
 
-/// `MAXHOSTNAMELEN` (256) including the NUL: the longest jail name and hostname (API §1.3).
+/// `MAXHOSTNAMELEN` (256) including the NUL: the longest jail name and hostname (API "jail_set(2)").
 pub const MAX_JAIL_NAME_LEN: usize = 255;
 
 /// How many names a prison may cycle through when the live jail cannot be reused
@@ -39,7 +39,7 @@ pub enum PlanError {
 }
 
 /// One jail parameter as libjail's `jailparam_import` takes it: the value's string form, or
-/// `None` for a boolean given by its name alone (`persist`, `allow.nomount`; API §1.1: the
+/// `None` for a boolean given by its name alone (`persist`, `allow.nomount`; API "libjail(3)": the
 /// value of a boolean is ignored, only the name counts, so "off" is the `no` form).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Param {
@@ -72,7 +72,7 @@ impl fmt::Display for Param {
 
 /// A jail name: `[A-Za-z0-9_-]`, at most 255 bytes, not all digits. No `.` (a dot makes the
 /// jail a child of another one) and nothing rctl splits on (`:`, `=`, `/`, `,`), since the same
-/// string is the rctl subject id (API §6 item 6).
+/// string is the rctl subject id (API "jail(8) names").
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct JailName(String);
 
@@ -156,7 +156,7 @@ impl JailPlan {
         }
         let path = path_string(&prison.dir)?;
         if let Some(v6) = prison.ip.v6 {
-            // API §6 item 5: ip6.addr has no scope id, so a link-local address never matches.
+            // API "jail(8) parameters": ip6.addr has no scope id, so a link-local address never matches.
             if v6.segments()[0] & 0xffc0 == 0xfe80 {
                 return Err(PlanError::LinkLocal(v6));
             }
@@ -175,7 +175,7 @@ impl JailPlan {
         })
     }
 
-    /// The parameters of `JAIL_CREATE`. `persist` because no process is attached yet (API §5:
+    /// The parameters of `JAIL_CREATE`. `persist` because no process is attached yet (API "jail_set(2) flags":
     /// "new jail must persist or attach"); the reaper clears it when httpd goes.
     pub fn create_params(&self, name: &JailName) -> Vec<Param> {
         let mut params = vec![
@@ -188,7 +188,7 @@ impl JailPlan {
     }
 
     /// The parameters of `JAIL_UPDATE` on a reused jail: only those the kernel lets change
-    /// (API §6 item 7: `path` or the `ip4`/`ip6` modes with any UPDATE bit are EINVAL). The
+    /// (API "jail_set(2) flags": `path` or the `ip4`/`ip6` modes with any UPDATE bit are EINVAL). The
     /// jail is keyed by its jid, which the caller adds.
     pub fn update_params(&self) -> Vec<Param> {
         self.changeable_params()
@@ -218,14 +218,14 @@ fn path_string(dir: &Path) -> Result<String, PlanError> {
         .to_str()
         .filter(|t| !t.contains('\0'))
         .ok_or_else(|| PlanError::BadPath(dir.display().to_string()))?;
-    // MAXPATHLEN including the NUL (API §1.3).
+    // MAXPATHLEN including the NUL (API "jail_set(2)").
     if text.len() >= 1024 {
         return Err(PlanError::PathTooLong);
     }
     Ok(text.to_owned())
 }
 
-/// The jail's network (API §2 and §6 items 3-4). A new jail without `ipN`/`ipN.addr` has that
+/// The jail's network (API "jail(8) parameters"). A new jail without `ipN`/`ipN.addr` has that
 /// family *disabled*, so PrisonIP unset means both `inherit` (the host's addresses, as
 /// children can already use the inherited listeners); with PrisonIP, the address list and the
 /// other family disabled. A wildcard (accepted without PARANOID) is not a valid list entry
@@ -246,9 +246,9 @@ pub fn ip_params(ip: &PrisonIp) -> Vec<Param> {
     vec![v4, v6]
 }
 
-/// The `allow.*`, `securelevel` and SysV parameters of each PrisonSecurity level (API §2.1).
+/// The `allow.*`, `securelevel` and SysV parameters of each PrisonSecurity level (API "jail(8) parameters").
 /// `allow.suser` is never cleared: with `allow.nosuser` the jailed root has no privilege and
-/// the switch to the httpd User after the attach fails (API §6 item 11). The `sysv*`
+/// the switch to the httpd User after the attach fails (API "jail(8) parameters"). The `sysv*`
 /// parameters are sent explicitly rather than the deprecated `allow.sysvipc`, which would share
 /// the host's namespace.
 pub fn security_params(security: Security) -> Vec<Param> {
@@ -270,7 +270,7 @@ pub fn security_params(security: Security) -> Vec<Param> {
     let sysv = |mode: &str| SYSV.map(|name| Param::set(name, mode));
     match security {
         // Kernel defaults, plus a private SysV namespace as the Linux prison's IPC namespace
-        // gives (API §2.1 row NONE: "to give PHP working sem_*/shm_* here too").
+        // gives (API "jail(8) parameters", PrisonSecurity None: "to give PHP working sem_*/shm_* here too").
         Security::None => sysv("new").to_vec(),
         Security::All | Security::Ipc => {
             let mut params = vec![Param::set("securelevel", "3")];
@@ -286,8 +286,8 @@ pub fn security_params(security: Security) -> Vec<Param> {
     }
 }
 
-/// How a managed rctl rule replaces an older one on the same filter (API §4 "Adding and
-/// removing").
+/// How a managed rctl rule replaces an older one on the same filter (API "rctl(8)", adding and
+/// removing).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Replace {
     /// `rctl_add_rule` of a deny rule atomically replaces every deny rule differing only in
@@ -309,7 +309,7 @@ pub struct RctlRule {
 
 /// `PrisonMemory report deny` -> `memoryuse:devctl` and `memoryuse:deny`; `PrisonProcesses n`
 /// -> `maxproc:deny`. Amounts are plain bytes or counts: the kernel takes digits only, `512M`
-/// is expanded by rctl(8), not by the syscall (API §4 "Grammar"). 0 (`None`) means no rule.
+/// is expanded by rctl(8), not by the syscall (API "rctl(8)"). 0 (`None`) means no rule.
 pub fn rctl_rules(name: &JailName, memory: MemoryLimits, processes: Option<u64>) -> Vec<RctlRule> {
     let rule = |resource: &str, action: &str, amount: Option<u64>, replace| {
         let filter = format!("jail:{name}:{resource}:{action}");
@@ -327,7 +327,7 @@ pub fn rctl_rules(name: &JailName, memory: MemoryLimits, processes: Option<u64>)
 }
 
 /// The filter matching every rule of jail `name`: rules are keyed by name and outlive the
-/// jail (API §4), so this is removed when a jail is created and when it goes.
+/// jail (API "rctl(8)"), so this is removed when a jail is created and when it goes.
 pub fn rctl_all_filter(name: &JailName) -> String {
     format!("jail:{name}")
 }
@@ -341,7 +341,7 @@ pub fn racct_memoryuse(racct: &str) -> Option<u64> {
         .and_then(|n| n.parse().ok())
 }
 
-/// One word of a kernel `cpuset_t`: a C `long` (API §3: "a bitset of longs: CPU n is bit
+/// One word of a kernel `cpuset_t`: a C `long` (API "cpuset(2)": "a bitset of longs: CPU n is bit
 /// n % 64 of word n / 64" on amd64; `long` is pointer-sized on every FreeBSD platform).
 pub type MaskWord = c_ulong;
 
@@ -356,7 +356,7 @@ pub enum MaskError {
     TooLarge { cpu: u32, bits: usize },
 }
 
-/// The jail's CPU mask, `setsize` bytes long (`kern.sched.cpusetsize`, API §3), never the
+/// The jail's CPU mask, `setsize` bytes long (`kern.sched.cpusetsize`, API "cpuset(2)"), never the
 /// size of a pointer (the original passed `sizeof(mask)` of a `cpuset_t *`).
 pub fn cpuset_mask(cpus: &CpuSet, setsize: usize) -> Result<Vec<MaskWord>, MaskError> {
     let word = std::mem::size_of::<MaskWord>();
@@ -411,9 +411,9 @@ pub enum Reuse {
 
 /// Decides from the configuration alone whether the previous generation's jail can serve
 /// the new one (the caller also checks the kernel still has it under its name and path).
-/// Only parameters that can change on a live jail may differ (API §5 table):
+/// Only parameters that can change on a live jail may differ (API "jail_set(2) flags"):
 /// - `path` and the `ip4`/`ip6` modes are create-only;
-/// - a jail's cpuset can only shrink (API §3 `cpuset_modify`);
+/// - a jail's cpuset can only shrink (API "cpuset(2)");
 /// - the security level is compared whole, so going back to None never leaves ALL's
 ///   `securelevel=3` behind (the original's reuse kept whatever was set before, and lowering
 ///   `securelevel` needs the host's level).

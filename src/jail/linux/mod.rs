@@ -503,3 +503,51 @@ fn join(fd: &OwnedFd, kind: libc::c_int, what: &str) -> Result<(), SetupError> {
     })
     .map(drop)
 }
+/// The Linux backend as the glue calls it: each call is the inherent method of that name.
+impl crate::jail::backend::Backend for Prepared {
+    type Error = SetupError;
+
+    fn build(
+        prison: &Prison,
+        identity: &Identity,
+        mpm: &MpmCeiling,
+        carry: Option<&str>,
+    ) -> Result<Self, SetupError> {
+        Prepared::build(prison, identity, mpm, carry)
+    }
+    fn dry_run(prison: &Prison, mpm: &MpmCeiling) -> Result<String, SetupError> {
+        Prepared::dry_run(prison, mpm)
+    }
+    fn carry_over(
+        prison: &Prison,
+        identity: &Identity,
+        mpm: &MpmCeiling,
+        carry: &str,
+    ) -> Result<(Self, String), SetupError> {
+        Prepared::carry_over(prison, identity, mpm, carry)
+    }
+    /// Closes what the carry held (the claim, the previous prison's descriptors); nothing to
+    /// report.
+    fn retire(carry: &str) -> Vec<String> {
+        Prepared::retire(carry);
+        Vec::new()
+    }
+    fn attach(&self) -> Result<(), SetupError> {
+        Prepared::attach(self)
+    }
+    fn verify(&self) -> Result<(), SetupError> {
+        Prepared::verify(self)
+    }
+    fn security_summary(&self) -> String {
+        Prepared::security_summary(self)
+    }
+    fn monitor(&mut self) -> Vec<String> {
+        Prepared::monitor(self)
+    }
+    fn release(self) -> Option<String> {
+        Prepared::release(self)
+    }
+    fn teardown(self) -> Vec<String> {
+        Prepared::teardown(self)
+    }
+}
