@@ -129,11 +129,7 @@ impl HostView for RealHost {
     }
 
     fn has_content(&self, path: &Path) -> bool {
-        match std::fs::metadata(path) {
-            Ok(m) if m.is_dir() => std::fs::read_dir(path).map_or(true, |mut d| d.next().is_some()),
-            Ok(m) => m.len() > 0,
-            Err(_) => false,
-        }
+        c_path(path).is_ok_and(|path| super::sys::has_content(&path))
     }
 }
 

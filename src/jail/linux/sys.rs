@@ -3,6 +3,7 @@
 //! Each returns the errno on failure.
 
 use std::ffi::{c_int, c_uint, CStr};
+use std::os::fd::RawFd;
 
 pub type Errno = c_int;
 
@@ -184,38 +185,52 @@ pub fn file_id(path: &CStr) -> Result<(u64, u64), Errno> {
     Ok((st.st_dev, st.st_ino))
 }
 
-/// Whether something real exists at `path`: anything but nothing, an empty regular file or an
-/// empty directory (the mount points an earlier start created count as absent).
+/// Whether something real exists at `path`: anything but nothing, or a tree of nothing but
+/// empty regular files and directories. The mount points an earlier start created count as
+/// absent however deep they are (`tmp/httpd/run`, left in PrisonDir's own `tmp` by a
+/// generation without the private /tmp, must not keep the next one from having it).
 pub fn has_content(path: &CStr) -> bool {
+    has_content_at(libc::AT_FDCWD, path, 0)
+}
+
+/// Deeper than this, a directory counts as content without being read.
+const MAX_EMPTY_TREE_DEPTH: u32 = 16;
+
+/// `has_content` of `name` in the directory `dir`, symlinks not followed (a symlink is content).
+fn has_content_at(dir: RawFd, name: &CStr, depth: u32) -> bool {
     // SAFETY: an all-zero stat is a valid out-buffer.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `path` is NUL-terminated and `st` is writable.
-    if unsafe { libc::lstat(path.as_ptr(), &mut st) } != 0 {
+    // SAFETY: `name` is NUL-terminated, `dir` is AT_FDCWD or an open directory, and `st` is
+    // writable.
+    if unsafe { libc::fstatat(dir, name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) } != 0 {
         return false;
     }
     match st.st_mode & libc::S_IFMT {
         libc::S_IFREG => st.st_size > 0,
-        libc::S_IFDIR => !dir_is_empty(path),
+        libc::S_IFDIR => depth >= MAX_EMPTY_TREE_DEPTH || dir_has_content(dir, name, depth),
         _ => true,
     }
 }
 
-fn dir_is_empty(path: &CStr) -> bool {
-    // SAFETY: `path` is NUL-terminated; the fd is closed below.
+/// Whether any entry of the directory `name` (in `dir`) has content. Without allocating: the
+/// entries are read with getdents64 into a buffer on the stack, one per level.
+fn dir_has_content(dir: RawFd, name: &CStr, depth: u32) -> bool {
+    // SAFETY: `name` is NUL-terminated and `dir` is AT_FDCWD or an open directory; the fd is
+    // closed below.
     let fd = unsafe {
-        libc::open(
-            path.as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        libc::openat(
+            dir,
+            name.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
         )
     };
     if fd < 0 {
-        return false;
+        // Unreadable: treat it as something there, never mount over it.
+        return true;
     }
-    // Entries are counted without allocating: "." and ".." come first in every fs we mount over,
-    // and one more name means not empty.
     let mut buf = [0u8; 1024];
-    let mut names = 0;
-    loop {
+    let mut found = false;
+    'read: loop {
         // SAFETY: `buf` is writable for its length; getdents64 fills it with dirent64 records.
         let n = unsafe { libc::syscall(libc::SYS_getdents64, fd, buf.as_mut_ptr(), buf.len()) };
         if n <= 0 {
@@ -225,22 +240,24 @@ fn dir_is_empty(path: &CStr) -> bool {
         while offset + 19 < n as usize {
             // struct linux_dirent64: u64 ino, i64 off, u16 reclen, u8 type, char name[].
             let reclen = u16::from_ne_bytes([buf[offset + 16], buf[offset + 17]]) as usize;
-            let name = &buf[offset + 19..];
-            let is_dot = name.starts_with(b".\0") || name.starts_with(b"..\0");
-            if !is_dot {
-                names += 1;
-            }
             if reclen == 0 {
                 break;
             }
+            let record = &buf[offset + 19..(offset + reclen).min(n as usize)];
+            match CStr::from_bytes_until_nul(record) {
+                Ok(entry) if entry.to_bytes() == b"." || entry.to_bytes() == b".." => {}
+                Ok(entry) if !has_content_at(fd, entry, depth + 1) => {}
+                // Content, or a record we cannot read: something is there.
+                _ => {
+                    found = true;
+                    break 'read;
+                }
+            }
             offset += reclen;
-        }
-        if names > 0 {
-            break;
         }
     }
     close(fd);
-    names == 0
+    found
 }
 
 pub fn sethostname(name: &CStr) -> Result<(), Errno> {
@@ -320,4 +337,35 @@ pub fn exit_now(code: c_int) -> ! {
     // SAFETY: _exit ends the process without running atexit handlers or destructors, which is
     // what a forked helper of a multithreaded parent must do.
     unsafe { libc::_exit(code) }
+}
+
+#[cfg(test)]
+mod has_content_tests {
+    use super::has_content;
+    use std::ffi::CString;
+    use std::fs;
+    use std::os::unix::ffi::OsStrExt;
+    use std::path::Path;
+
+    fn at(path: &Path) -> bool {
+        has_content(&CString::new(path.as_os_str().as_bytes()).unwrap())
+    }
+
+    #[test]
+    fn a_tree_of_empty_mount_points_is_absent_and_anything_real_in_it_is_content() {
+        let dir =
+            std::env::temp_dir().join(format!("mod_prison-has-content.{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let deep = dir.join("tmp/httpd/run");
+        fs::create_dir_all(&deep).unwrap();
+        fs::write(dir.join("tmp/httpd/empty"), "").unwrap();
+        assert!(!at(&dir.join("missing")));
+        assert!(!at(&dir.join("tmp")), "empty directories and an empty file");
+        fs::write(deep.join("cgisock"), "x").unwrap();
+        assert!(at(&dir.join("tmp")), "a file with bytes, three levels down");
+        fs::remove_file(deep.join("cgisock")).unwrap();
+        std::os::unix::fs::symlink("/etc", deep.join("link")).unwrap();
+        assert!(at(&dir.join("tmp")), "a symlink is something there");
+        fs::remove_dir_all(&dir).unwrap();
+    }
 }
