@@ -69,7 +69,7 @@ bench: build
 # Fuzz every directive parser for FUZZ_SECONDS each (cargo install cargo-fuzz; the stable
 # toolchain is told to accept the sanitizer flags with RUSTC_BOOTSTRAP=1).
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := prison_cpu prison_memory prison_ip prison_bind prison_name prison_processes
+FUZZ_TARGETS := prison_cpu prison_memory prison_ip prison_bind prison_name prison_processes prison_tmp
 fuzz:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 	set -e; for t in $(FUZZ_TARGETS); do \

@@ -37,11 +37,48 @@ unsafe fn handle(
         let Some(record) = (unsafe { server_config::of((*cmd).server) }) else {
             return error(cmd, "mod_prison: module configuration missing".to_owned());
         };
-        match set(&mut record.borrow_mut().directives, &words) {
-            Ok(()) => ptr::null(),
+        let mut record = record.borrow_mut();
+        match set(&mut record.directives, &words) {
+            Ok(()) => {
+                // SAFETY: httpd passes a live cmd_parms for the duration of the call.
+                if let Some((name, location)) = unsafe { origin(cmd) } {
+                    record.directives.origins.record(&name, location);
+                }
+                ptr::null()
+            }
             Err(msg) => error(cmd, msg),
         }
     })
+}
+
+/// The directive being read and where: (`PrisonBind`, `line 12 of /etc/apache2/apache2.conf`).
+///
+/// # Safety
+/// `cmd` is the live cmd_parms of the current directive.
+unsafe fn origin(cmd: *const sys::cmd_parms) -> Option<(String, String)> {
+    // SAFETY: per the contract; httpd sets `cmd` (the command_rec) and `directive` (the node
+    // being processed, whose strings live in the config pool) before calling a handler.
+    unsafe {
+        let command = (*cmd).cmd;
+        let directive = (*cmd).directive;
+        if command.is_null() || directive.is_null() || (*command).name.is_null() {
+            return None;
+        }
+        let name = CStr::from_ptr((*command).name)
+            .to_string_lossy()
+            .into_owned();
+        let file = (*directive).filename;
+        let location = if file.is_null() {
+            format!("line {}", (*directive).line_num)
+        } else {
+            format!(
+                "line {} of {}",
+                (*directive).line_num,
+                CStr::from_ptr(file).to_string_lossy()
+            )
+        };
+        Some((name, location))
+    }
 }
 
 fn error(cmd: *mut sys::cmd_parms, msg: String) -> *const c_char {
@@ -135,4 +172,13 @@ pub unsafe extern "C" fn prison_bind(
 ) -> *const c_char {
     // SAFETY: forwarded from httpd's call (TAKE123: `b` and `c` may be null, which `handle` skips).
     unsafe { handle(cmd, &[a, b, c], |d, w| text(d.prison_bind(w))) }
+}
+
+pub unsafe extern "C" fn prison_tmp(
+    cmd: *mut sys::cmd_parms,
+    _: *mut c_void,
+    a: *const c_char,
+) -> *const c_char {
+    // SAFETY: forwarded from httpd's call, same contract.
+    unsafe { handle(cmd, &[a], |d, w| text(d.prison_tmp(w[0]))) }
 }

@@ -42,8 +42,14 @@ pub unsafe extern "C" fn check_config(
         let mut record = record.borrow_mut();
         match record.directives.finish(&host) {
             Ok(prison) => {
+                let verdict = match &prison {
+                    Some(prison) if run_mode() == sys::AP_SQ_RM_CONFIG_TEST as c_int => {
+                        dry_run(s, prison)
+                    }
+                    _ => OK,
+                };
                 record.prison = prison;
-                OK
+                verdict
             }
             Err(e) => {
                 log_at!(s, Emerg, "mod_prison: configuration refused: {e}");
@@ -51,6 +57,51 @@ pub unsafe extern "C" fn check_config(
             }
         }
     })
+}
+
+fn run_mode() -> c_int {
+    // SAFETY: ap_state_query only reads httpd's global state.
+    unsafe { sys::ap_state_query(sys::AP_SQ_RUN_MODE as c_int) }
+}
+
+/// `apachectl -t` (and so Debian's `apache2ctl graceful`, which runs it first): build the
+/// prison once in a throwaway process, so that what would fail at start fails here, with the
+/// directive's line. Needs root, like the start; without it the directives alone were checked.
+fn dry_run(s: *mut sys::server_rec, prison: &crate::config::Prison) -> c_int {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        log_at!(
+            s,
+            Warning,
+            "mod_prison: {prison}: not root, so the dry run of the prison was skipped; only the \
+             directives were checked (run apachectl -t as root to check that it can be built)"
+        );
+        return OK;
+    }
+    // SAFETY: ap_unixd_config is httpd's exported configuration, set by User/Group.
+    let (user, uid, gid) = unsafe {
+        (
+            c_string(sys::ap_unixd_config.user_name),
+            sys::ap_unixd_config.user_id,
+            sys::ap_unixd_config.group_id,
+        )
+    };
+    match Identity::resolve(&user, uid, gid).and_then(|_| Prepared::dry_run(prison)) {
+        Ok(checked) => {
+            log_at!(s, Notice, "mod_prison: {prison}: dry run passed: {checked}");
+            OK
+        }
+        Err(e) => {
+            log_at!(
+                s,
+                Emerg,
+                "mod_prison: configuration refused: the dry run of prison {} failed, a start \
+                 would fail the same way: {e}",
+                prison.name
+            );
+            FAIL
+        }
+    }
 }
 
 /// What the rest of httpd's configuration says that the prison depends on.

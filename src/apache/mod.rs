@@ -46,7 +46,7 @@ pub static prison_module: ModuleCell = ModuleCell(UnsafeCell::new(sys::module {
 
 pub(crate) use prison_module as PRISON_MODULE;
 
-struct Commands([sys::command_rec; 9]);
+struct Commands([sys::command_rec; 10]);
 // SAFETY: the table is immutable and holds only pointers to static C strings and functions.
 unsafe impl Sync for Commands {}
 
@@ -123,6 +123,11 @@ static COMMANDS: Commands = Commands([
         c"PrisonName",
         directives::prison_name,
         c"PrisonName <name>: letters, digits, _ and -",
+    ),
+    take1(
+        c"PrisonTmp",
+        directives::prison_tmp,
+        c"PrisonTmp <size>|off: the size of the prison's private /tmp (a tmpfs), or off",
     ),
     sys::command_rec {
         name: c"PrisonBind".as_ptr(),

@@ -12,6 +12,7 @@ mod memory;
 mod name;
 mod processes;
 mod security;
+mod tmp;
 
 use std::path::PathBuf;
 
@@ -25,6 +26,7 @@ pub use memory::{parse_size, MemoryError, MemoryLimits};
 pub use name::{NameError, PrisonName, MAX_NAME_LEN};
 pub use processes::{parse_processes, ProcessesError, MAX_PROCESSES};
 pub use security::{Security, SecurityError};
+pub use tmp::{Tmp, TmpError, DEFAULT_TMP_SIZE, MIN_TMP_SIZE};
 
 /// Whether this build is PARANOID (the cargo feature, on by default).
 pub const PARANOID: bool = cfg!(feature = "paranoid");
@@ -49,6 +51,8 @@ pub enum ConfigError {
     Processes(#[from] ProcessesError),
     #[error("PrisonBind: {0}")]
     Bind(#[from] BindError),
+    #[error("PrisonTmp: {0}")]
+    Tmp(#[from] TmpError),
     #[error("{0}: given twice; each Prison directive may appear once")]
     Duplicate(&'static str),
     #[error("{0} is set but PrisonDir is not; a prison is declared by its PrisonDir")]
@@ -79,6 +83,30 @@ pub struct Directives {
     pub binds: Vec<Bind>,
     /// `PrisonProcesses`: `Some(None)` is an explicit 0 (no limit).
     pub processes: Option<Option<u64>>,
+    pub tmp: Option<Tmp>,
+    /// Where each directive was written.
+    pub origins: Origins,
+}
+
+/// Where each directive was written (`line 12 of /etc/apache2/apache2.conf`), in the order
+/// read, so that a problem found after parsing (the dry run of `apachectl -t`) names its line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origins(Vec<(String, String)>);
+
+impl Origins {
+    /// Records that `directive` (as httpd names it) was read at `location`.
+    pub fn record(&mut self, directive: &str, location: String) {
+        self.0.push((directive.to_owned(), location));
+    }
+
+    /// Where the `n`th (from 0) accepted `directive` was written, if known.
+    pub fn nth(&self, directive: &str, n: usize) -> Option<&str> {
+        self.0
+            .iter()
+            .filter(|(d, _)| d.eq_ignore_ascii_case(directive))
+            .nth(n)
+            .map(|(_, location)| location.as_str())
+    }
 }
 
 fn set_once<T>(slot: &mut Option<T>, directive: &'static str, value: T) -> Result<(), ConfigError> {
@@ -125,6 +153,11 @@ impl Directives {
     pub fn prison_name(&mut self, arg: &str) -> Result<(), ConfigError> {
         let name = PrisonName::parse(arg)?;
         set_once(&mut self.name, "PrisonName", name)
+    }
+
+    pub fn prison_tmp(&mut self, arg: &str) -> Result<(), ConfigError> {
+        let tmp = Tmp::parse(arg)?;
+        set_once(&mut self.tmp, "PrisonTmp", tmp)
     }
 
     /// Repeatable; two binds onto the same path inside are refused.
@@ -184,6 +217,8 @@ impl Directives {
             binds: self.binds.clone(),
             processes: self.processes.flatten(),
             runtime_dir: host.runtime_dir.clone(),
+            tmp: self.tmp.unwrap_or_default(),
+            origins: self.origins.clone(),
         }))
     }
 
@@ -196,6 +231,7 @@ impl Directives {
             (self.processes.is_some(), "PrisonProcesses"),
             (self.name.is_some(), "PrisonName"),
             (!self.binds.is_empty(), "PrisonBind"),
+            (self.tmp.is_some(), "PrisonTmp"),
         ]
         .into_iter()
         .find_map(|(set, directive)| set.then_some(directive))
@@ -234,6 +270,10 @@ pub struct Prison {
     /// httpd's runtime directory, shown read-only at the same path inside so children reach
     /// mod_cgid's socket.
     pub runtime_dir: Option<PathBuf>,
+    /// PrisonTmp.
+    pub tmp: Tmp,
+    /// Where each directive was written, for errors found after parsing.
+    pub origins: Origins,
 }
 
 impl std::fmt::Display for Prison {

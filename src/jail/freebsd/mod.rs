@@ -149,6 +149,18 @@ mod backend {
             })
         }
 
+        /// Parent, root, under `apachectl -t` only: what `build` checks before it creates
+        /// anything (the jail's plan, PrisonDir). A jail is not created for a dry run.
+        pub fn dry_run(prison: &Prison) -> Result<String, SetupError> {
+            let step = |what: &str| format!("building prison {}: {what}", prison.name);
+            let plan = JailPlan::new(prison)
+                .map_err(|e| SetupError::check(step("planning the jail"), e.to_string()))?;
+            std::fs::metadata(&prison.dir).map_err(|e| {
+                SetupError::new(step(&format!("reading PrisonDir {}", plan.path)), e)
+            })?;
+            Ok("the jail's plan checked (no jail is created for a dry run)".to_owned())
+        }
+
         /// A carry the new generation does not use (PrisonDir was removed from the
         /// configuration): retires the previous generation's jail, as a change that needs a new
         /// jail would.

@@ -34,6 +34,8 @@ pub enum PlanError {
     PathTooLong,
     #[error("PrisonBind {0:?}: binds are not done on FreeBSD; mount it yourself (mount_nullfs {0} PrisonDir{1}) and remove PrisonBind")]
     Bind(String, String),
+    #[error("PrisonTmp {0}: a private /tmp is not done on FreeBSD; mount a tmpfs at PrisonDir/tmp yourself (mount -t tmpfs -o size={0} tmpfs PrisonDir/tmp) and remove PrisonTmp")]
+    Tmp(u64),
 }
 
 /// One jail parameter as libjail's `jailparam_import` takes it: the value's string form, or
@@ -147,6 +149,10 @@ impl JailPlan {
                 bind.host.display().to_string(),
                 bind.inside.display().to_string(),
             ));
+        }
+        if let crate::config::Tmp::Size(bytes) = prison.tmp {
+            // Likewise a tmpfs the jail would have to be allowed to mount.
+            return Err(PlanError::Tmp(bytes));
         }
         let path = path_string(&prison.dir)?;
         if let Some(v6) = prison.ip.v6 {
@@ -633,6 +639,8 @@ mod tests {
             binds: Vec::new(),
             processes: None,
             runtime_dir: None,
+            tmp: crate::config::Tmp::Default,
+            origins: Default::default(),
         }
     }
 
@@ -948,6 +956,13 @@ mod tests {
         });
         let err = JailPlan::new(&p).unwrap_err();
         assert!(err.to_string().contains("mount_nullfs"), "{err}");
+
+        // PrisonTmp with a size is refused; unset and off mean no private /tmp.
+        let mut p = prison();
+        p.tmp = crate::config::Tmp::Size(1 << 20);
+        assert_eq!(JailPlan::new(&p).unwrap_err(), PlanError::Tmp(1 << 20));
+        p.tmp = crate::config::Tmp::Off;
+        assert!(JailPlan::new(&p).is_ok());
 
         let mut p = prison();
         p.ip = ip(&["fe80::1"]);

@@ -337,3 +337,18 @@ pub fn attach_programs(
     }
     Ok(())
 }
+
+/// The dry run of [`attach_programs`] (`apachectl -t`): loads each program, so the kernel's
+/// verifier checks it, and closes it again without attaching it anywhere.
+pub fn verify_programs(
+    programs: &[super::sockaddr::Program],
+) -> Result<usize, crate::jail::SetupError> {
+    for p in programs {
+        drop(
+            load(p.prog_type, p.attach_type, p.name, &p.insns).map_err(|e| {
+                crate::jail::SetupError::new(format!("loading BPF program {}", p.name), e)
+            })?,
+        );
+    }
+    Ok(programs.len())
+}

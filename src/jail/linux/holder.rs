@@ -11,7 +11,7 @@ use std::ffi::{c_int, CStr};
 use std::fs::File;
 use std::os::fd::OwnedFd;
 
-use super::plan::{BindMount, MountPlan, When};
+use super::plan::{Mount, MountPlan, Source, When};
 use super::sys::{self, Errno};
 use crate::jail::SetupError;
 
@@ -28,14 +28,16 @@ pub enum Stage {
     PivotRoot,
     MountDev,
     AttachDevice,
+    VarRunLink,
     AttachBind,
+    CheckVisible,
     DevReadOnly,
     Hostname,
     Loopback,
 }
 
 impl Stage {
-    const ALL: [Stage; 13] = [
+    const ALL: [Stage; 15] = [
         Stage::Unshare,
         Stage::MakeMountsPrivate,
         Stage::CloneBindSource,
@@ -45,7 +47,9 @@ impl Stage {
         Stage::PivotRoot,
         Stage::MountDev,
         Stage::AttachDevice,
+        Stage::VarRunLink,
         Stage::AttachBind,
+        Stage::CheckVisible,
         Stage::DevReadOnly,
         Stage::Hostname,
         Stage::Loopback,
@@ -58,13 +62,13 @@ impl Stage {
     /// What the stage was doing, for the error log.
     pub fn describe(self, plan: &MountPlan, item: usize) -> String {
         let root = plan.root.to_string_lossy();
-        let bind = |b: Option<&BindMount>| {
-            b.map_or_else(String::new, |b| {
-                format!(
-                    " {} at {}",
-                    b.source.to_string_lossy(),
-                    b.target.to_string_lossy()
-                )
+        let bind = |m: Option<&Mount>| {
+            m.map_or_else(String::new, |m| {
+                let source = match &m.source {
+                    Source::Host { path, .. } => path.to_string_lossy().into_owned(),
+                    Source::Tmpfs { .. } => "a tmpfs".to_owned(),
+                };
+                format!(" {source} at {} for {}", m.target.to_string_lossy(), m.what)
             })
         };
         let device = plan
@@ -74,7 +78,7 @@ impl Stage {
         match self {
             Stage::Unshare => "creating the prison's namespaces".to_owned(),
             Stage::MakeMountsPrivate => "making the prison's mounts private".to_owned(),
-            Stage::CloneBindSource => format!("taking the host path for binding{}", bind(plan.binds.get(item))),
+            Stage::CloneBindSource => format!("taking the host path for binding{}", bind(plan.mounts.get(item))),
             Stage::CloneDevice => format!("taking the host device{device}"),
             Stage::BindRoot => format!("bind-mounting PrisonDir {root}"),
             Stage::SecureRoot => format!("making PrisonDir {root} nosuid,nodev"),
@@ -82,7 +86,9 @@ impl Stage {
             Stage::MountDev => "mounting the prison's /dev (tmpfs; PrisonDir needs a dev directory or must be writable by root)".to_owned(),
             Stage::AttachDevice => format!("binding device{device} into the prison's /dev"),
             Stage::DevReadOnly => "making the prison's /dev read-only".to_owned(),
-            Stage::AttachBind => format!("binding{} inside the prison", bind(plan.binds.get(item))),
+            Stage::VarRunLink => "making the prison's /var/run a symlink to /run, as on the host".to_owned(),
+            Stage::AttachBind => format!("mounting{} inside the prison", bind(plan.mounts.get(item))),
+            Stage::CheckVisible => format!("checking that the mount of{} is still visible: a later mount covers it, so a symlink inside PrisonDir leads two targets to one place; bind each at its real path", bind(plan.mounts.get(item))),
             Stage::Hostname => format!("setting the prison's hostname {}", plan.hostname.to_string_lossy()),
             Stage::Loopback => "bringing up lo in the prison's network namespace".to_owned(),
         }
@@ -101,14 +107,39 @@ pub struct NamespaceFds {
 
 /// Forks the holder, lets it build the prison from `plan`, and returns the namespace fds.
 pub fn build(plan: &MountPlan, own_network: bool) -> Result<NamespaceFds, SetupError> {
-    let step = |what: &str| {
-        format!(
-            "building prison {}: {what}",
-            plan.hostname.to_string_lossy()
-        )
-    };
+    let mut namespaces = None;
+    run_holder(plan, own_network, |pid| {
+        namespaces = Some(open_namespaces(pid, own_network)?);
+        Ok(())
+    })?;
+    namespaces.ok_or_else(|| SetupError::check(step(plan, "opening the namespaces"), "not opened"))
+}
+
+/// The dry run (`apachectl -t`): the same holder builds the whole prison in namespaces of its
+/// own, and exits; nobody opens them, so they die with it. What remains are the empty mount
+/// points it created inside PrisonDir, as a start would.
+pub fn rehearse(plan: &MountPlan, own_network: bool) -> Result<(), SetupError> {
+    run_holder(plan, own_network, |_| Ok(()))
+}
+
+fn step(plan: &MountPlan, what: &str) -> String {
+    format!(
+        "building prison {}: {what}",
+        plan.hostname.to_string_lossy()
+    )
+}
+
+/// Forks the holder, waits for its report, and while it waits (the prison is built) calls
+/// `built` with its pid.
+fn run_holder(
+    plan: &MountPlan,
+    own_network: bool,
+    built: impl FnOnce(libc::pid_t) -> Result<(), (String, std::io::Error)>,
+) -> Result<(), SetupError> {
+    let step = |what: &str| step(plan, what);
     // Everything the holder touches is allocated now, before the fork.
-    let mut trees: Vec<c_int> = vec![-1; plan.binds.len() + plan.devices.len()];
+    let mut trees: Vec<c_int> = vec![-1; plan.mounts.len() + plan.devices.len()];
+    let mut seen: Vec<(u64, u64)> = vec![(0, 0); plan.mounts.len()];
     let (status_r, status_w) =
         sys::pipe().map_err(|e| SetupError::new(step("creating a pipe"), errno(e)))?;
     let (go_r, go_w) = match sys::pipe() {
@@ -125,7 +156,7 @@ pub fn build(plan: &MountPlan, own_network: bool) -> Result<NamespaceFds, SetupE
     if pid == 0 {
         sys::close(status_r);
         sys::close(go_w);
-        holder_main(plan, own_network, &mut trees, status_w, go_r);
+        holder_main(plan, own_network, &mut trees, &mut seen, status_w, go_r);
     }
     sys::close(status_w);
     sys::close(go_r);
@@ -136,9 +167,8 @@ pub fn build(plan: &MountPlan, own_network: bool) -> Result<NamespaceFds, SetupE
         return Err(SetupError::new(step("forking the namespace holder"), e));
     }
     let result = read_status(status_r, plan).map_err(|(what, e)| SetupError::new(step(&what), e));
-    let result = result.and_then(|()| {
-        open_namespaces(pid, own_network).map_err(|(what, e)| SetupError::new(step(&what), e))
-    });
+    let result =
+        result.and_then(|()| built(pid).map_err(|(what, e)| SetupError::new(step(&what), e)));
     sys::close(status_r);
     // Closing our end of the go pipe lets the holder exit.
     sys::close(go_w);
@@ -171,6 +201,9 @@ fn read_status(fd: c_int, plan: &MountPlan) -> Result<(), (String, std::io::Erro
         || format!("stage {stage}"),
         |s| s.describe(plan, item as usize),
     );
+    if stage == Stage::CheckVisible as i32 {
+        return Err((what, std::io::Error::other("hidden by a later mount")));
+    }
     Err((what, errno(err)))
 }
 
@@ -201,10 +234,11 @@ fn holder_main(
     plan: &MountPlan,
     own_network: bool,
     trees: &mut [c_int],
+    seen: &mut [(u64, u64)],
     status: c_int,
     go: c_int,
 ) -> ! {
-    let code = match run_stages(plan, own_network, trees) {
+    let code = match run_stages(plan, own_network, trees, seen) {
         Ok(()) => {
             let _ = sys::write_all(status, &report(0, 0, 0));
             // Wait until the parent has opened our namespaces (it closes the pipe).
@@ -234,8 +268,14 @@ fn at(stage: Stage, item: usize) -> impl Fn(Errno) -> Failure {
     move |e| (stage, item, e)
 }
 
-/// The prison's construction, in order; each ordering constraint says why.
-fn run_stages(plan: &MountPlan, own_network: bool, trees: &mut [c_int]) -> Result<(), Failure> {
+/// The prison's construction, in order; each ordering constraint says why. `seen[i]` records
+/// what mount `i` showed once attached.
+fn run_stages(
+    plan: &MountPlan,
+    own_network: bool,
+    trees: &mut [c_int],
+    seen: &mut [(u64, u64)],
+) -> Result<(), Failure> {
     let mut flags = libc::CLONE_NEWNS | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
     if own_network {
         flags |= libc::CLONE_NEWNET;
@@ -246,12 +286,15 @@ fn run_stages(plan: &MountPlan, own_network: bool, trees: &mut [c_int]) -> Resul
         .map_err(at(Stage::MakeMountsPrivate, 0))?;
 
     // Host sources are taken while host paths still resolve on the host.
-    let (bind_trees, device_trees) = trees.split_at_mut(plan.binds.len());
-    for (i, bind) in plan.binds.iter().enumerate() {
-        let tree = sys::clone_tree(&bind.source, true).map_err(at(Stage::CloneBindSource, i))?;
-        bind_trees[i] = tree;
+    let (mount_trees, device_trees) = trees.split_at_mut(plan.mounts.len());
+    for (i, mount) in plan.mounts.iter().enumerate() {
+        let Source::Host { path, .. } = &mount.source else {
+            continue;
+        };
+        let tree = sys::clone_tree(path, true).map_err(at(Stage::CloneBindSource, i))?;
+        mount_trees[i] = tree;
         let mut attrs = libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV;
-        if !bind.writable {
+        if !mount.writable {
             attrs |= libc::MOUNT_ATTR_RDONLY;
         }
         sys::set_mount_attrs(tree, c"", libc::AT_EMPTY_PATH | libc::AT_RECURSIVE, attrs)
@@ -308,11 +351,28 @@ fn run_stages(plan: &MountPlan, own_network: bool, trees: &mut [c_int]) -> Resul
         sys::close(device_trees[i]);
     }
 
-    for (i, bind) in plan.binds.iter().enumerate() {
-        attach_bind(bind, bind_trees[i]).map_err(at(Stage::AttachBind, i))?;
-        sys::close(bind_trees[i]);
+    // Before the mounts: their targets (the runtime dir at /run/apache2, a PrisonBind at
+    // /var/run/mysqld) may resolve through it.
+    if let Some(link) = &plan.var_run {
+        make_var_run_link(&link.leftovers).map_err(at(Stage::VarRunLink, 0))?;
     }
-    // After the binds, so PrisonBind may add e.g. /dev/log; then nothing new can be created
+    // Parents first (the plan's order), so no mount hides one made before it.
+    for (i, mount) in plan.mounts.iter().enumerate() {
+        if let Some(id) = attach(mount, mount_trees[i]).map_err(at(Stage::AttachBind, i))? {
+            seen[i] = id;
+        }
+        if mount_trees[i] >= 0 {
+            sys::close(mount_trees[i]);
+        }
+    }
+    // A symlink inside PrisonDir can still lead a later target onto an earlier one: each mount
+    // must still be what its target shows.
+    for (i, mount) in plan.mounts.iter().enumerate() {
+        if seen[i] != (0, 0) && sys::file_id(&mount.target) != Ok(seen[i]) {
+            return Err((Stage::CheckVisible, i, 0));
+        }
+    }
+    // After the mounts, so PrisonBind may add e.g. /dev/log; then nothing new can be created
     // in /dev (the device binds are mounts of their own and stay usable).
     sys::set_mount_attrs(libc::AT_FDCWD, c"/dev", 0, libc::MOUNT_ATTR_RDONLY)
         .map_err(at(Stage::DevReadOnly, 0))?;
@@ -324,18 +384,49 @@ fn run_stages(plan: &MountPlan, own_network: bool, trees: &mut [c_int]) -> Resul
     Ok(())
 }
 
-fn attach_bind(bind: &BindMount, tree: c_int) -> Result<(), Errno> {
-    if bind.when == When::IfMissing && sys::has_content(&bind.target) {
+/// `/var/run` -> `/run`, unless PrisonDir has a `var/run` of its own (after removing the empty
+/// mount points an older module left in it).
+fn make_var_run_link(leftovers: &[std::ffi::CString]) -> Result<(), Errno> {
+    for dir in leftovers {
+        sys::rmdir_if_empty(dir);
+    }
+    sys::rmdir_if_empty(c"/var/run");
+    if sys::exists_nofollow(c"/var/run") {
         return Ok(());
     }
-    for parent in &bind.parents {
+    sys::mkdir_exist_ok(c"/var")?;
+    sys::symlink(c"/run", c"/var/run")
+}
+
+/// Attaches one mount; `Some(what its target shows now)` if it was made.
+fn attach(mount: &Mount, tree: c_int) -> Result<Option<(u64, u64)>, Errno> {
+    if mount.when == When::IfMissing && sys::has_content(&mount.target) {
+        return Ok(None);
+    }
+    for parent in &mount.parents {
         sys::mkdir_exist_ok(parent)?;
     }
-    let target: &CStr = &bind.target;
-    if bind.source_is_dir {
+    let target: &CStr = &mount.target;
+    if mount.is_dir() {
         sys::mkdir_exist_ok(target)?;
     } else {
         sys::touch_exist_ok(target)?;
     }
-    sys::attach_tree(tree, target)
+    // The kernel says only EINVAL for a directory onto a file or the reverse; say which.
+    match (mount.is_dir(), sys::is_dir(target)?) {
+        (true, false) => return Err(libc::ENOTDIR),
+        (false, true) => return Err(libc::EISDIR),
+        _ => {}
+    }
+    match &mount.source {
+        Source::Host { .. } => sys::attach_tree(tree, target)?,
+        Source::Tmpfs { options } => sys::mount(
+            Some(c"tmpfs"),
+            target,
+            Some(c"tmpfs"),
+            libc::MS_NOSUID | libc::MS_NODEV,
+            Some(options),
+        )?,
+    }
+    sys::file_id(target).map(Some)
 }

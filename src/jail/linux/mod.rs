@@ -56,18 +56,7 @@ impl Prepared {
         carry: Option<&str>,
     ) -> Result<Self, SetupError> {
         let name = prison.name.to_string();
-        let meta = std::fs::metadata(&prison.dir).map_err(|e| {
-            SetupError::new(
-                format!(
-                    "building prison {name}: reading PrisonDir {}",
-                    prison.dir.display()
-                ),
-                e,
-            )
-        })?;
-        let plan = MountPlan::new(prison, &RealHost).map_err(|e| {
-            SetupError::check(format!("building prison {name}: planning its mounts"), e)
-        })?;
+        let (meta, plan) = plan(prison)?;
         super::fault::inject("build")?;
         let security = Restrictions::build(prison.security, &prison.dir)?;
         let carry = Carry::parse(carry.unwrap_or_default());
@@ -105,6 +94,38 @@ impl Prepared {
             root_id: (meta.dev(), meta.ino()),
             security,
         })
+    }
+
+    /// Parent, root, under `apachectl -t` only: everything `build` does that can fail, without
+    /// leaving anything behind. The mounts are made for real by the same holder in namespaces
+    /// nobody keeps; the cgroups are planned, not created; PrisonIP's programs are loaded (so
+    /// the verifier checks them) and closed, not attached. The PrisonName claim is not tried:
+    /// at a graceful restart the running httpd holds it. Returns what was checked, for the log.
+    pub fn dry_run(prison: &Prison) -> Result<String, SetupError> {
+        let named = |e: SetupError| SetupError {
+            step: format!("building prison {}: {}", prison.name, e.step),
+            source: e.source,
+        };
+        let (_, plan) = plan(prison)?;
+        Restrictions::build(prison.security, &prison.dir)?;
+        let cgroups = Cgroups::check(
+            prison.name.as_str(),
+            &Limits::of(prison),
+            Path::new("/proc"),
+            prison.ip.is_set(),
+        )
+        .map_err(named)?;
+        let programs = if prison.ip.is_set() {
+            bpf::verify_programs(&sockaddr::programs(&prison.ip)).map_err(named)?
+        } else {
+            0
+        };
+        holder::rehearse(&plan, !prison.ip.is_set())?;
+        Ok(format!(
+            "{} mounts planned and made in a throwaway mount namespace, {cgroups}, {programs} \
+             BPF programs verified",
+            plan.mounts.len()
+        ))
     }
 
     /// Child, root, single-threaded: joins the prison and becomes the httpd User. The order is
@@ -227,6 +248,24 @@ impl Prepared {
     pub fn teardown(self) -> Vec<String> {
         self.cgroups.teardown()
     }
+}
+
+/// PrisonDir as it is now and the mount plan: the first steps of `build` and `dry_run`.
+fn plan(prison: &Prison) -> Result<(std::fs::Metadata, MountPlan), SetupError> {
+    let name = &prison.name;
+    let meta = std::fs::metadata(&prison.dir).map_err(|e| {
+        SetupError::new(
+            format!(
+                "building prison {name}: reading PrisonDir {}",
+                prison.dir.display()
+            ),
+            e,
+        )
+    })?;
+    let plan = MountPlan::new(prison, &RealHost).map_err(|e| {
+        SetupError::check(format!("building prison {name}: planning its mounts"), e)
+    })?;
+    Ok((meta, plan))
 }
 
 /// What a generation hands the next at a graceful restart, as text in the process pool: one

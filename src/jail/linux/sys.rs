@@ -95,7 +95,8 @@ pub fn set_mount_attrs(
     .map(drop)
 }
 
-/// Attaches the detached tree `tree` at `target` (resolved in the caller's root).
+/// Attaches the detached tree `tree` at `target` (resolved in the caller's root, symlinks
+/// followed, the last one too: as for any other path inside the prison).
 pub fn attach_tree(tree: c_int, target: &CStr) -> Result<(), Errno> {
     // SAFETY: `tree` is an fd from open_tree; both strings are NUL-terminated.
     check(unsafe {
@@ -105,7 +106,7 @@ pub fn attach_tree(tree: c_int, target: &CStr) -> Result<(), Errno> {
             c"".as_ptr(),
             libc::AT_FDCWD,
             target.as_ptr(),
-            libc::MOVE_MOUNT_F_EMPTY_PATH,
+            libc::MOVE_MOUNT_F_EMPTY_PATH | libc::MOVE_MOUNT_T_SYMLINKS,
         )
     })
     .map(drop)
@@ -143,6 +144,44 @@ pub fn touch_exist_ok(path: &CStr) -> Result<(), Errno> {
         Err(libc::EEXIST) | Ok(_) => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// `symlink(target, link)`.
+pub fn symlink(target: &CStr, link: &CStr) -> Result<(), Errno> {
+    // SAFETY: both strings are NUL-terminated.
+    check_int(unsafe { libc::symlink(target.as_ptr(), link.as_ptr()) }).map(drop)
+}
+
+/// `rmdir`, for empty directories only; whether it worked does not matter to the caller.
+pub fn rmdir_if_empty(path: &CStr) {
+    // SAFETY: `path` is NUL-terminated; rmdir never removes a directory with entries.
+    unsafe { libc::rmdir(path.as_ptr()) };
+}
+
+/// Whether anything (a dangling symlink included) is at `path`.
+pub fn exists_nofollow(path: &CStr) -> bool {
+    // SAFETY: an all-zero stat is a valid out-buffer.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is NUL-terminated and `st` is writable.
+    unsafe { libc::lstat(path.as_ptr(), &mut st) == 0 }
+}
+
+/// Whether `path` (following symlinks) is a directory.
+pub fn is_dir(path: &CStr) -> Result<bool, Errno> {
+    // SAFETY: an all-zero stat is a valid out-buffer.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is NUL-terminated and `st` is writable.
+    check_int(unsafe { libc::stat(path.as_ptr(), &mut st) })?;
+    Ok(st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+}
+
+/// (st_dev, st_ino) of what `path` shows now (following symlinks): which mount is on top.
+pub fn file_id(path: &CStr) -> Result<(u64, u64), Errno> {
+    // SAFETY: an all-zero stat is a valid out-buffer.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is NUL-terminated and `st` is writable.
+    check_int(unsafe { libc::stat(path.as_ptr(), &mut st) })?;
+    Ok((st.st_dev, st.st_ino))
 }
 
 /// Whether something real exists at `path`: anything but nothing, an empty regular file or an

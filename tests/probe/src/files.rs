@@ -35,6 +35,26 @@ pub fn read_head(file: &[u8]) -> Outcome {
         .with("head", String::from_utf8_lossy(&head).into_owned()))
 }
 
+/// What `write=` writes.
+pub const WRITTEN: &str = "written by the probe\n";
+
+/// `write=`: create (or truncate) the file and write [`WRITTEN`] into it, or `size` bytes.
+pub fn write_file(file: &[u8], size: Option<u64>) -> Outcome {
+    let Some(size) = size else {
+        std::fs::write(path(file), WRITTEN)?;
+        return Ok(Object::new().with("bytes", WRITTEN.len()));
+    };
+    let mut out = std::fs::File::create(path(file))?;
+    let chunk = [b'x'; 1 << 16];
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        std::io::Write::write_all(&mut out, &chunk[..n])?;
+        left -= n as u64;
+    }
+    Ok(Object::new().with("bytes", size))
+}
+
 /// `ls=`: the sorted names in a directory (without `.` and `..`).
 pub fn list_dir(dir: &[u8]) -> Outcome {
     let mut names = Vec::new();

@@ -125,6 +125,16 @@ fn run(cgi: bool) -> String {
     }
     insert_keyed(&mut answer, "read", &request.read, |p| files::read_head(p));
     insert_keyed(&mut answer, "ls", &request.ls, |p| files::list_dir(p));
+    let write_size = request.write_size.clone().transpose();
+    insert_keyed(
+        &mut answer,
+        "write",
+        &request.write,
+        |p| match &write_size {
+            Ok(size) => files::write_file(p, *size),
+            Err(e) => Err(Failure::invalid(e.clone())),
+        },
+    );
     insert_keyed(&mut answer, "exec", &request.exec, |p| exec::exec(p));
     insert_keyed(&mut answer, "connect", &request.connect, |t| {
         net::connect_tcp(t)

@@ -96,6 +96,10 @@ pub struct Request {
     pub abstract_unix: Vec<String>,
     pub resolve: Vec<String>,
     pub exec: Vec<Vec<u8>>,
+    /// `write=path`: create (or truncate) the file and write a line into it, or
+    /// `write_size=` bytes.
+    pub write: Vec<Vec<u8>>,
+    pub write_size: Option<Result<u64, String>>,
     pub namespaces: bool,
     /// `widen=1`: ask for every CPU (sched_setaffinity) before reporting `cpu_affinity`.
     pub widen: bool,
@@ -126,6 +130,8 @@ impl Request {
                 b"read" => push_unique(&mut request.read, value),
                 b"ls" => push_unique(&mut request.ls, value),
                 b"exec" => push_unique(&mut request.exec, value),
+                b"write" => push_unique(&mut request.write, value),
+                b"write_size" => request.write_size = Some(parse_size("write_size", &value)),
                 b"connect" => push_unique(&mut request.connect, lossy(&value)),
                 b"udp" => push_unique(&mut request.udp, lossy(&value)),
                 b"bind" => push_unique(&mut request.bind, lossy(&value)),

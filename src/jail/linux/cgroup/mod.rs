@@ -130,6 +130,70 @@ impl Cgroups {
         }
     }
 
+    /// The dry run of `create_after` and `v2_dir` (`apachectl -t`): discovers the layout and
+    /// plans every cgroup the limits need (each controller's hierarchy, delegation on v2) and,
+    /// with `needs_v2` (PrisonIP), the cgroup2 directory; creates and writes nothing. Returns
+    /// what it found, for the log.
+    pub fn check(
+        prison: &str,
+        limits: &Limits,
+        proc_root: &Path,
+        needs_v2: bool,
+    ) -> Result<String, SetupError> {
+        let step = format!("checking the cgroups of prison {prison}");
+        if limits.controllers().is_empty() && !needs_v2 {
+            return Ok("no cgroup needed".to_owned());
+        }
+        let own = fs::read(&proc_root.join("self/cgroup"))?;
+        let mounts = fs::read(&proc_root.join("self/mountinfo"))?;
+        let layout = Layout::parse(&mounts, &own);
+        let (_, v2_needed) = plan::split(limits, &layout);
+        let facts = match (&layout.v2, v2_needed.is_empty()) {
+            (Some(v2), false) => Some(v2_facts(v2)?),
+            _ => None,
+        };
+        let planned = plan::plan(
+            limits,
+            &layout,
+            facts.as_ref(),
+            &format!("{PREFIX}{prison}.0"),
+        )
+        .map_err(|e| {
+            SetupError::check(
+                format!("{step} (cgroup layout: {})", layout.kind()),
+                e.to_string(),
+            )
+        })?;
+        let mut bases: Vec<&Path> = planned.groups.iter().map(|g| g.base.as_path()).collect();
+        if needs_v2 {
+            let Some(v2) = &layout.v2 else {
+                return Err(SetupError::check(
+                    step,
+                    "PrisonIP needs a cgroup2 hierarchy for its socket programs, and none is \
+                     mounted (mount it, e.g. at /sys/fs/cgroup/unified)",
+                ));
+            };
+            bases.push(&v2.own);
+        }
+        for base in &bases {
+            if !base.is_dir() {
+                return Err(SetupError::check(
+                    step,
+                    format!("httpd's cgroup {} does not exist", base.display()),
+                ));
+            }
+        }
+        Ok(format!(
+            "cgroups under {} (layout {})",
+            bases
+                .iter()
+                .map(|b| b.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            layout.kind()
+        ))
+    }
+
     fn create_groups(&mut self, limits: &Limits) -> Result<(), SetupError> {
         let layout = self.layout()?.clone();
         let (v1, v2_needed) = plan::split(limits, &layout);
@@ -922,5 +986,83 @@ mod tests {
             "{text}"
         );
         assert!(!host.path("cg/memory/prison-www.1").exists());
+    }
+
+    /// Every cgroup directory under the fabricated host named for prison www.
+    fn prison_dirs(host: &Host) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        let mut todo = vec![host.path("cg")];
+        while let Some(dir) = todo.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    if entry
+                        .file_name()
+                        .to_string_lossy()
+                        .starts_with("prison-www.")
+                    {
+                        found.push(entry.path());
+                    }
+                    todo.push(entry.path());
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn the_dry_run_refuses_what_create_would_and_creates_nothing() {
+        // Not delegated: the same refusal as create's, and nothing made.
+        let host = pure_v2("check-undelegated");
+        let text = Cgroups::check("www", &all_limits(), &host.proc(), false)
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("is not delegated to httpd"), "{text}");
+        // Delegated: it passes, and still nothing is created or written.
+        let unit = host.path("cg/system.slice/apache2.service");
+        assert!(set_xattr(&unit, c"trusted.delegate") || set_xattr(&unit, c"user.delegate"));
+        let found = Cgroups::check("www", &all_limits(), &host.proc(), true).unwrap();
+        assert!(found.contains("apache2.service"), "{found}");
+        assert!(prison_dirs(&host).is_empty(), "{:?}", prison_dirs(&host));
+        assert_eq!(
+            host.read("cg/system.slice/apache2.service/cgroup.subtree_control"),
+            ""
+        );
+        // Negative control: create does make the leaf.
+        let cgroups = Cgroups::create("www", &all_limits(), &host.proc()).unwrap();
+        assert_eq!(prison_dirs(&host).len(), 1);
+        assert!(cgroups.teardown().is_empty());
+
+        // A controller the host lacks is named.
+        let host = Host::new(
+            "check-missing",
+            &[
+                ("cg/memory", "cgroup cgroup rw,memory"),
+                ("cg/unified", "cgroup2 cgroup2 rw"),
+            ],
+            "4:memory:/\n0::/\n",
+        );
+        host.write("cg/unified/cgroup.controllers", "hugetlb\n");
+        host.write("cg/unified/cgroup.subtree_control", "");
+        let text = Cgroups::check("www", &all_limits(), &host.proc(), false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("PrisonCPU needs the cgroup cpuset controller"),
+            "{text}"
+        );
+        // PrisonIP without a cgroup2 hierarchy.
+        let host = Host::new(
+            "check-no-v2",
+            &[("cg/memory", "cgroup cgroup rw,memory")],
+            "4:memory:/\n",
+        );
+        let text = Cgroups::check("www", &Limits::default(), &host.proc(), true)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("PrisonIP needs a cgroup2 hierarchy"),
+            "{text}"
+        );
+        assert!(Cgroups::check("www", &Limits::default(), &host.proc(), false).is_ok());
     }
 }
