@@ -209,22 +209,42 @@ class Witness:
 
 # ---- one run ----
 
-def httpd_conf(mpm, jailed, path):
+def httpd_conf(mpm, prison_module, path):
     """Debian's apache2.conf with every shipped module, as debian/tests/run-test-suite makes
-    it (Apache::Test takes only LoadModule, TypesConfig and the like from it)."""
+    it (Apache::Test takes only LoadModule, TypesConfig and the like from it), and with the
+    prison's module when `prison_module` is set."""
+    jailed = prison_module is not None
     lines = [Path("/etc/apache2/apache2.conf").read_text(), (MODS / f"mpm_{mpm}.load").read_text()]
     for load in sorted(MODS.glob("*.load")):
         if load.name.startswith("mpm_") or load.name == "prison.load":
             continue
         if load.name == "suexec.load" and jailed:
             continue  # refused with PrisonSecurity ALL (README, Limitations); no test uses it
-        if load.name.startswith("php") and mpm != "prefork":
-            continue  # mod_php is not thread safe: httpd refuses it under event
+        if load.name.startswith("php"):
+            if mpm != "prefork":
+                continue  # mod_php is not thread safe: httpd refuses it under event
+            lines.append(php_load(load, path.parent))
+            continue
         lines.append(load.read_text())
     lines += [f"LoadModule {m}_module /usr/lib/apache2/modules/mod_{m}.so" for m in TEST_MODULES]
+    if jailed:
+        # Here, not in prison.conf.in: Apache::Test knows the modules it finds in this file, and
+        # info.t expects /server-info to list exactly those.
+        lines.append(f"LoadModule prison_module {prison_module}")
     lines += [(MODS / "mime.conf").read_text(), "ServerName localhost"]
     text = "\n".join(lines)
     path.write_text(re.sub(r"^Include", "#Include", text, flags=re.M))
+
+
+def php_load(load, work):
+    """mod_php's LoadModule under a name this suite knows. Apache::Test names a module after
+    its file (libphp8.2.so: mod_php8.2.c) and need_php, which every t/php test and the PHP
+    security tests ask, knows only PHP 4 and 5 (php4, php5, sapi_apache2.c): so the same
+    libphp8.2.so is loaded through a link called mod_php5.so."""
+    m = re.search(r"^LoadModule\s+(\S+)\s+(\S+)", load.read_text(), re.M)
+    link = work / "mod_php5.so"
+    link.symlink_to(m.group(2))
+    return f"LoadModule {m.group(1)} {link}"
 
 
 def start_command(suite_dir):
@@ -302,16 +322,20 @@ def one_run(mpm, jailed, source, module, top):
     suite_dir = work / "perl-framework"
     shutil.copytree(source, suite_dir, symlinks=True)
     prison_name = f"peer-{mpm}-{os.getpid()}"
+    prison_module = None
     if jailed:
+        # The name `make install` gives it: Apache::Test names a module after its file
+        # (mod_prison.so: mod_prison.c, the module's source name in /server-info).
+        prison_module = work / "mod_prison.so"
+        prison_module.symlink_to(module)
         prison = work / "prison"
         prison.mkdir(mode=0o755)
         conf = (HERE / "prison.conf.in").read_text()
-        for key, value in (("module", module), ("prison_dir", prison),
-                           ("prison_name", prison_name)):
+        for key, value in (("prison_dir", prison), ("prison_name", prison_name)):
             conf = conf.replace("{" + key + "}", str(value))
         (suite_dir / "t/conf/prison.conf.in").write_text(conf)
     conf = work / "apache2.conf"
-    httpd_conf(mpm, jailed, conf)
+    httpd_conf(mpm, prison_module, conf)
     # As Debian's autopkgtest: Makefile.PL, then t/TEST -configure (builds the c-modules).
     run(["perl", "Makefile.PL", "-apxs", "/usr/bin/apxs2", "-httpd_conf", str(conf)],
         cwd=suite_dir)
@@ -338,6 +362,40 @@ def one_run(mpm, jailed, source, module, top):
     return result, seconds, left
 
 
+def self_test(top):
+    """The leftover check sees a process and a network namespace a run leaves (and forgets
+    them once gone), and the summary parser reads failed and unrun subtests."""
+    probe = top / "self-test"
+    probe.mkdir()
+    witness = Witness(probe, "self-test")
+    sleeper = subprocess.Popen(["unshare", "--net", "sleep", "60"], cwd=probe)
+    try:
+        deadline = time.monotonic() + 10
+        while not witness.namespaces and time.monotonic() < deadline:
+            time.sleep(0.05)
+            witness.look()
+        seen = witness.left()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    gone = witness.left()
+    summary = Result("Test Summary Report\n-------------------\n"
+                     "t/a.t (Wstat: 0 Tests: 4 Failed: 2)\n  Failed tests:  1, 3\n"
+                     "  Parse errors: Bad plan.  You planned 6 tests but ran 4.\n"
+                     "Files=1, Tests=4, 1 wallclock secs\n")
+    wrong = []
+    if not (seen["processes"] and seen["namespaces"]):
+        wrong.append(f"a running unshare --net sleep was not seen: {seen}")
+    if any(gone.values()):
+        wrong.append(f"a finished one was still seen: {gone}")
+    if summary.failed != {("t/a.t", 1), ("t/a.t", 3)} or \
+            summary.not_run != {("t/a.t", 5), ("t/a.t", 6)}:
+        wrong.append(f"summary parsed as {summary.failed}, {summary.not_run}")
+    probe.rmdir()
+    if wrong:
+        sys.exit("peer.py self-test failed: " + "; ".join(wrong))
+
+
 def main():
     if os.geteuid() != 0:
         sys.exit("make peer must run as root")
@@ -349,6 +407,7 @@ def main():
     top = Path(f"/tmp/mod_prison-peer.{os.getpid()}")
     shutil.rmtree(top, ignore_errors=True)
     top.mkdir(mode=0o755)
+    self_test(top)
     problems = []
     try:
         for mpm in os.environ.get("PEER_MPMS", "prefork event").split():
