@@ -8,9 +8,9 @@ index), so nothing is fetched from anywhere but the Debian archive. Debian's own
 MPM. For each MPM (PEER_MPMS, default "prefork event"; prefork with PHP, which is not thread
 safe) it runs twice, each time in a fresh copy of the suite and in a network namespace of its
 own (unshare --net: only lo; gone with its last process): once plain, once with
-tests/peer/prison.conf.in added (PrisonSecurity ALL, PrisonIP 127.0.0.1, the suite's t/ bound
-read-write, the system read-only). httpd starts as root with User nobody (the prison needs a
-root parent); the client runs as nobody (Apache::Test refuses root).
+tests/peer/prison.conf.in added (PrisonSecurity ALL, PrisonIP 127.0.0.1, the suite's t/ and
+/tmp bound read-write, the system read-only). httpd starts as root with User nobody (the prison
+needs a root parent); the client runs as nobody (Apache::Test refuses root).
 
 It prints per MPM and mode the files, subtests and failures, and the subtests that fail only
 with the prison (failed, planned but not run, or a whole file skipped or dying only there);
