@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# One run of Apache's test suite, inside the network namespace peer.py made for it (only lo):
-# the suite listens on 0.0.0.0 and mod_heartbeat multicasts, none of which may reach the host.
+# One run of Apache's test suite, inside the network and mount namespaces peer.py made for it:
+# only lo (the suite listens on 0.0.0.0 and mod_heartbeat multicasts, none of which may reach
+# the host) and a /tmp of its own.
 # usage: inside.sh <perl-framework dir> <httpd start command...>
 set -uo pipefail
 suite=$1
@@ -8,6 +9,10 @@ shift
 cd "$suite" || exit 1
 pidfile=t/logs/httpd.pid
 ip link set lo up
+# The suite's backends use fixed unix socket paths in /tmp (proxy.t's /tmp/test-ptf.sock): a
+# private /tmp in this run's mount namespace (unshare --mount) keeps two runs side by side
+# from taking each other's sockets.
+mount -t tmpfs -o mode=1777,nosuid,nodev peer-tmp /tmp || exit 1
 # httpd starts as root (the prison needs it; children run as User nobody)...
 if ! "$@"; then
     echo "inside.sh: httpd did not start" >&2

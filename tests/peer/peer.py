@@ -7,7 +7,7 @@ index), so nothing is fetched from anywhere but the Debian archive. Debian's own
 (debian/tests/run-test-suite) runs it the same way: every module in mods-available, under each
 MPM. For each MPM (PEER_MPMS, default "prefork event"; prefork with PHP, which is not thread
 safe) it runs twice, each time in a fresh copy of the suite and in a network namespace of its
-own (unshare --net: only lo; gone with its last process): once plain, once with
+own (unshare --net --mount: only lo, a private /tmp; gone with its last process): once plain, once with
 tests/peer/prison.conf.in added (PrisonSecurity ALL, PrisonIP 127.0.0.1, the suite's t/ and
 /tmp bound read-write, the system read-only). httpd starts as root with User nobody (the prison
 needs a root parent); the client runs as nobody (Apache::Test refuses root).
@@ -345,7 +345,7 @@ def one_run(mpm, jailed, source, module, top):
     t0 = time.monotonic()
     log_path = CACHE / f"{mpm}-{mode}.log"
     with open(log_path, "w") as log:
-        inside = subprocess.Popen(["unshare", "--net", "--", str(HERE / "inside.sh"),
+        inside = subprocess.Popen(["unshare", "--net", "--mount", "--", str(HERE / "inside.sh"),
                                    str(suite_dir), *start],
                                   stdout=log, stderr=subprocess.STDOUT, cwd=suite_dir)
         while inside.poll() is None:
@@ -404,7 +404,8 @@ def main():
     module = build_module()
     print(f"suite: debian/perl-framework of Debian's apache2 source {version}; "
           f"httpd {run(['apache2', '-v']).stdout.splitlines()[0]}", flush=True)
-    top = Path(f"/tmp/mod_prison-peer.{os.getpid()}")
+    # Not under /tmp: each run gets a /tmp of its own (inside.sh), which would hide it.
+    top = Path(f"/var/tmp/mod_prison-peer.{os.getpid()}")
     shutil.rmtree(top, ignore_errors=True)
     top.mkdir(mode=0o755)
     self_test(top)
