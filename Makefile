@@ -9,6 +9,7 @@
 #   make bench                benchmarks: jailed vs unjailed httpd, as ratios (as root)
 #   make fuzz                 fuzz every directive parser (FUZZ_SECONDS each)
 #   make stress               graceful restarts under load, jailed vs plain (as root)
+#   make peer                 Apache's own test suite, plain and jailed (as root; PEER_MPMS)
 #   make test-cgroup2         the httpd tests again in a qemu guest with pure cgroup v2 (as root)
 #   make check-freebsd        type-check the FreeBSD backend
 #   make check-freebsd-link   link the module for FreeBSD 14 against its libc (PyPI's ziglang)
@@ -87,6 +88,11 @@ fuzz:
 
 stress: build
 	python3 tests/stress/stress.py
+
+# Debian's copy of httpd's perl-framework, plain and in the prison; see tests/peer/peer.py.
+.PHONY: peer
+peer: build
+	python3 tests/peer/peer.py
 
 # Debian's kernel under qemu (software emulation) with only cgroup2 mounted; see tests/cgroup2.
 test-cgroup2:
