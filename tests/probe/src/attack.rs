@@ -181,23 +181,20 @@ fn clone_and_reap(ret: libc::c_long) -> Outcome {
 }
 
 fn clone3_attempt() -> Outcome {
-    #[repr(C)]
-    #[derive(Default)]
-    struct CloneArgs {
-        flags: u64,
-        pidfd: u64,
-        child_tid: u64,
-        parent_tid: u64,
-        exit_signal: u64,
-        stack: u64,
-        stack_size: u64,
-        tls: u64,
-    }
-    let args = CloneArgs {
+    let args = libc::clone_args {
+        flags: 0,
+        pidfd: 0,
+        child_tid: 0,
+        parent_tid: 0,
         exit_signal: libc::SIGCHLD as u64,
-        ..CloneArgs::default()
+        stack: 0,
+        stack_size: 0,
+        tls: 0,
+        set_tid: 0,
+        set_tid_size: 0,
+        cgroup: 0,
     };
-    let size = std::mem::size_of::<CloneArgs>() as libc::c_long;
+    let size = std::mem::size_of::<libc::clone_args>() as libc::c_long;
     clone_and_reap(syscall6(libc::SYS_clone3, [ptr(&args), size, 0, 0, 0, 0]))
 }
 

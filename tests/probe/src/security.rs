@@ -14,6 +14,9 @@ pub fn restrictions() -> Object {
         .with("threads", threads())
 }
 
+// libc has no capget structs, and the `caps` crate reports only the capabilities it knows by
+// name: the probe must show every bit the kernel sets, so it reads the raw sets itself.
+
 /// `_LINUX_CAPABILITY_VERSION_3`: 64-bit sets, split over two `CapData`.
 const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
