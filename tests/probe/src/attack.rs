@@ -279,21 +279,15 @@ fn bind_port_80() -> Outcome {
 
 /// Asks for CAP_SETGID and CAP_SETUID back: a no-op for root, refused to anyone without them.
 fn capset_setuid() -> Outcome {
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: libc::c_int,
-    }
-    let header = Header {
-        version: 0x2008_0522,
-        pid: 0,
+    use rustix::thread::{CapabilitySet, CapabilitySets};
+    let caps = CapabilitySet::SETGID | CapabilitySet::SETUID;
+    let sets = CapabilitySets {
+        effective: caps,
+        permitted: caps,
+        inheritable: CapabilitySet::empty(),
     };
-    let caps: u32 = 1 << 6 | 1 << 7;
-    let data: [[u32; 3]; 2] = [[caps, caps, 0], [0, 0, 0]];
-    ret(syscall6(
-        libc::SYS_capset,
-        [ptr(&header), ptr(&data), 0, 0, 0, 0],
-    ))
+    rustix::thread::set_capabilities(None, sets).map_err(std::io::Error::from)?;
+    done()
 }
 
 /// Creates, writes, reads back and removes a file in `dir`.
