@@ -23,6 +23,7 @@ use common::netns::{
     SITE_LINK_V6, SITE_V4,
 };
 use common::{key, ok_at, Httpd, Mpm, Setup, Value};
+use mod_prison::jail::program_loaded;
 
 /// The cgroup2 mount: /sys/fs/cgroup on a pure v2 host (`make test-cgroup2`), its `unified`
 /// subdirectory on a hybrid one (the project's machines).
@@ -172,41 +173,8 @@ fn cgroups_named(needle: &str) -> Vec<PathBuf> {
     found
 }
 
-// bpf(2), for checking attachments from outside (no bpftool needed).
-const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
-const BPF_PROG_QUERY: libc::c_long = 16;
 /// sock_create, bind4/6, connect4/6, udp sendmsg4/6.
 const ATTACH_TYPES: [u32; 7] = [2, 8, 9, 10, 11, 14, 15];
-
-#[repr(C)]
-#[derive(Default)]
-struct QueryAttr {
-    target_fd: u32,
-    attach_type: u32,
-    query_flags: u32,
-    attach_flags: u32,
-    prog_ids: u64,
-    prog_cnt: u32,
-    _pad: u32,
-}
-
-fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> std::io::Result<libc::c_long> {
-    // SAFETY: `attr` is a zero-padded #[repr(C)] prefix of union bpf_attr for `cmd`, whose
-    // pointers point to live buffers of the lengths given.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            attr as *mut T,
-            std::mem::size_of::<T>() as libc::c_uint,
-        )
-    };
-    if ret < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
-}
 
 /// The ids of the programs attached to the cgroup `dir`, per attach type.
 fn attached_programs(dir: &Path) -> Vec<(u32, Vec<u32>)> {
@@ -214,31 +182,11 @@ fn attached_programs(dir: &Path) -> Vec<(u32, Vec<u32>)> {
     ATTACH_TYPES
         .iter()
         .map(|&attach_type| {
-            let mut ids = [0u32; 16];
-            let mut attr = QueryAttr {
-                target_fd: std::os::fd::AsRawFd::as_raw_fd(&cgroup) as u32,
-                attach_type,
-                prog_ids: ids.as_mut_ptr() as u64,
-                prog_cnt: ids.len() as u32,
-                ..QueryAttr::default()
-            };
-            bpf(BPF_PROG_QUERY, &mut attr).expect("BPF_PROG_QUERY");
-            (attach_type, ids[..attr.prog_cnt as usize].to_vec())
+            let ids = mod_prison::jail::attached(&cgroup, attach_type)
+                .unwrap_or_else(|e| panic!("BPF_PROG_QUERY {}: {e}", dir.display()));
+            (attach_type, ids)
         })
         .collect()
-}
-
-/// Whether a program with this id is still loaded anywhere.
-fn program_loaded(id: u32) -> bool {
-    let mut attr = [id, 0, 0, 0];
-    match bpf(BPF_PROG_GET_FD_BY_ID, &mut attr) {
-        Ok(fd) => {
-            // SAFETY: closing the fd BPF_PROG_GET_FD_BY_ID just returned to us.
-            unsafe { libc::close(fd as i32) };
-            true
-        }
-        Err(_) => false,
-    }
 }
 
 /// The programs attached to the cgroups named for `prison` in the cgroup2 hierarchy.

@@ -46,6 +46,9 @@ mod linux;
 pub use linux::fuzz;
 #[cfg(target_os = "linux")]
 pub use linux::Prepared;
+/// The cgroup-BPF attachments as the kernel reports them, for the tests' outside checks.
+#[cfg(target_os = "linux")]
+pub use linux::{attached, program_loaded};
 
 use std::io;
 

@@ -1,4 +1,4 @@
-"""A real httpd for the benchmarks and the stress run (Python twin of tests/common/mod.rs):
+"""A real httpd for the benchmarks and the stress run (Python twin of tests/common/httpd.rs):
 jailed (PrisonDir and PRISON_LINES) or not, same files and MPM, on 127.0.0.1."""
 
 import os

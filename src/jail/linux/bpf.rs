@@ -260,6 +260,8 @@ const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_MAP_TYPE_ARRAY: u32 = 2;
 const BPF_PROG_ATTACH: libc::c_long = 8;
+const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
+const BPF_PROG_QUERY: libc::c_long = 16;
 pub const BPF_F_ALLOW_MULTI: u32 = 2;
 
 /// `union bpf_attr` for BPF_PROG_LOAD, up to `expected_attach_type`.
@@ -442,6 +444,48 @@ fn load_with_log(
                 ))
             }
         }
+    }
+}
+
+/// `union bpf_attr` for BPF_PROG_QUERY.
+#[repr(C)]
+#[derive(Default)]
+struct QueryAttr {
+    target_fd: u32,
+    attach_type: u32,
+    query_flags: u32,
+    attach_flags: u32,
+    prog_ids: u64,
+    prog_cnt: u32,
+    _pad: u32,
+}
+
+/// The ids of the programs attached to the cgroup `cgroup` (an open directory) at
+/// `attach_type`, up to 64 of them. The tests check attachments from outside with it.
+pub fn attached(cgroup: &impl AsRawFd, attach_type: u32) -> std::io::Result<Vec<u32>> {
+    let mut ids = [0u32; 64];
+    let mut attr = QueryAttr {
+        target_fd: cgroup.as_raw_fd() as u32,
+        attach_type,
+        prog_ids: ids.as_mut_ptr() as u64,
+        prog_cnt: ids.len() as u32,
+        ..QueryAttr::default()
+    };
+    bpf(BPF_PROG_QUERY, &mut attr)?;
+    Ok(ids[..(attr.prog_cnt as usize).min(ids.len())].to_vec())
+}
+
+/// Whether a program with this id is still loaded anywhere.
+pub fn program_loaded(id: u32) -> bool {
+    // `union bpf_attr` for BPF_PROG_GET_FD_BY_ID: prog_id, next_id, open_flags, fd_by_id_token_fd.
+    let mut attr = [id, 0, 0, 0];
+    match bpf(BPF_PROG_GET_FD_BY_ID, &mut attr) {
+        Ok(fd) => {
+            // SAFETY: BPF_PROG_GET_FD_BY_ID just returned this fd to us, and nothing else owns it.
+            drop(unsafe { OwnedFd::from_raw_fd(fd as i32) });
+            true
+        }
+        Err(_) => false,
     }
 }
 

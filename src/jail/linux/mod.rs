@@ -19,6 +19,8 @@ pub mod security;
 mod sockaddr;
 mod sys;
 
+pub use bpf::{attached, program_loaded};
+
 use std::ffi::CStr;
 use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;

@@ -181,23 +181,20 @@ fn clone_and_reap(ret: libc::c_long) -> Outcome {
 }
 
 fn clone3_attempt() -> Outcome {
-    #[repr(C)]
-    #[derive(Default)]
-    struct CloneArgs {
-        flags: u64,
-        pidfd: u64,
-        child_tid: u64,
-        parent_tid: u64,
-        exit_signal: u64,
-        stack: u64,
-        stack_size: u64,
-        tls: u64,
-    }
-    let args = CloneArgs {
+    let args = libc::clone_args {
+        flags: 0,
+        pidfd: 0,
+        child_tid: 0,
+        parent_tid: 0,
         exit_signal: libc::SIGCHLD as u64,
-        ..CloneArgs::default()
+        stack: 0,
+        stack_size: 0,
+        tls: 0,
+        set_tid: 0,
+        set_tid_size: 0,
+        cgroup: 0,
     };
-    let size = std::mem::size_of::<CloneArgs>() as libc::c_long;
+    let size = std::mem::size_of::<libc::clone_args>() as libc::c_long;
     clone_and_reap(syscall6(libc::SYS_clone3, [ptr(&args), size, 0, 0, 0, 0]))
 }
 
@@ -282,21 +279,15 @@ fn bind_port_80() -> Outcome {
 
 /// Asks for CAP_SETGID and CAP_SETUID back: a no-op for root, refused to anyone without them.
 fn capset_setuid() -> Outcome {
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: libc::c_int,
-    }
-    let header = Header {
-        version: 0x2008_0522,
-        pid: 0,
+    use rustix::thread::{CapabilitySet, CapabilitySets};
+    let caps = CapabilitySet::SETGID | CapabilitySet::SETUID;
+    let sets = CapabilitySets {
+        effective: caps,
+        permitted: caps,
+        inheritable: CapabilitySet::empty(),
     };
-    let caps: u32 = 1 << 6 | 1 << 7;
-    let data: [[u32; 3]; 2] = [[caps, caps, 0], [0, 0, 0]];
-    ret(syscall6(
-        libc::SYS_capset,
-        [ptr(&header), ptr(&data), 0, 0, 0, 0],
-    ))
+    rustix::thread::set_capabilities(None, sets).map_err(std::io::Error::from)?;
+    done()
 }
 
 /// Creates, writes, reads back and removes a file in `dir`.

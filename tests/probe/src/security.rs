@@ -14,49 +14,16 @@ pub fn restrictions() -> Object {
         .with("threads", threads())
 }
 
-/// `_LINUX_CAPABILITY_VERSION_3`: 64-bit sets, split over two `CapData`.
-const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
-
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: libc::c_int,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
 fn capabilities() -> Outcome {
-    let mut header = CapHeader {
-        version: CAPABILITY_VERSION_3,
-        pid: 0,
-    };
-    let mut data = [CapData::default(); 2];
-    // SAFETY: with a version 3 header, capget reads the header and writes two CapData structs,
-    // which `data` holds.
-    cvt(unsafe {
-        libc::syscall(
-            libc::SYS_capget,
-            &mut header as *mut CapHeader,
-            data.as_mut_ptr(),
-        )
-    })?;
-    let join = |low: u32, high: u32| u64::from(high) << 32 | u64::from(low);
+    // rustix keeps every bit the kernel sets, also those of capabilities it has no name for.
+    let sets = rustix::thread::capabilities(None).map_err(std::io::Error::from)?;
     let (bounding, last_cap) = bounding_set()?;
     // SAFETY: PR_GET_SECUREBITS takes no pointers.
     let securebits = cvt(unsafe { libc::prctl(libc::PR_GET_SECUREBITS, 0, 0, 0, 0) })?;
     Ok(Object::new()
-        .with("effective", hex(join(data[0].effective, data[1].effective)))
-        .with("permitted", hex(join(data[0].permitted, data[1].permitted)))
-        .with(
-            "inheritable",
-            hex(join(data[0].inheritable, data[1].inheritable)),
-        )
+        .with("effective", hex(sets.effective.bits()))
+        .with("permitted", hex(sets.permitted.bits()))
+        .with("inheritable", hex(sets.inheritable.bits()))
         .with("bounding", hex(bounding))
         .with("last_cap", last_cap)
         .with(
