@@ -31,7 +31,7 @@ impl Limits {
         Self {
             memory_report: prison.memory.report,
             memory_deny: prison.memory.deny,
-            cpus: prison.cpus.as_ref().map(ToString::to_string),
+            cpus: prison.cpus.clone(),
             processes: prison.processes,
             httpd_tasks,
         }
@@ -424,6 +424,7 @@ impl Cgroups {
         for Setting { file, value } in settings {
             let value = match value {
                 Value::Text(text) => text,
+                Value::Cpus(cpus) => cpus.to_string(),
                 Value::FromBase => fs::read(&base.join(file))?.trim().to_owned(),
             };
             fs::write(&dir.join(file), &value).map_err(|e| match file {
@@ -873,7 +874,7 @@ mod tests {
         let limits = Limits {
             memory_report: None,
             memory_deny: Some(64 << 20),
-            cpus: Some("1".into()),
+            cpus: Some(crate::config::CpuSet::parse("1").unwrap()),
             processes: Some(50),
             httpd_tasks: 10,
         };
@@ -1010,7 +1011,7 @@ mod tests {
         Limits {
             memory_report: Some(100),
             memory_deny: Some(1000),
-            cpus: Some("0".into()),
+            cpus: Some(crate::config::CpuSet::parse("0").unwrap()),
             processes: Some(64),
             httpd_tasks: 0,
         }
