@@ -54,6 +54,8 @@ const PREDECESSOR_GRACE: Duration = Duration::from_secs(2);
 pub struct Cgroups {
     prison: String,
     proc_root: PathBuf,
+    /// Where cgroups are made and removed: the kernel's cgroupfs (the tests fabricate one).
+    tree: &'static dyn fs::Tree,
     layout: Option<Layout>,
     /// `prison-<name>.<n>`, once any cgroup exists.
     leaf: Option<String>,
@@ -93,17 +95,21 @@ struct PidsState {
 }
 
 impl Cgroups {
-    /// Parent, root: creates this generation's cgroups for `limits` and writes the limits.
-    /// `proc_root` is `/proc` (the tests pass a fabricated one); nothing is read when no limit
-    /// is set.
-    #[cfg(test)]
-    pub fn create(prison: &str, limits: &Limits, proc_root: &Path) -> Result<Self, SetupError> {
-        Self::create_after(prison, limits, proc_root, None)
+    /// Parent, root: creates this generation's cgroups for `limits` and writes the limits,
+    /// at a restart whose previous generation used the leaf `predecessor` (see
+    /// [`Cgroups::leaf`]). `proc_root` is `/proc`.
+    pub fn create_after(
+        prison: &str,
+        limits: &Limits,
+        proc_root: &Path,
+        predecessor: Option<&str>,
+    ) -> Result<Self, SetupError> {
+        Self::create_in(&fs::Kernel, prison, limits, proc_root, predecessor)
     }
 
-    /// As `create`, at a restart whose previous generation used the leaf `predecessor`
-    /// (see [`Cgroups::leaf`]).
-    pub fn create_after(
+    /// `create_after` in the cgroup filesystem `tree`, with `/proc` at `proc_root`.
+    fn create_in(
+        tree: &'static dyn fs::Tree,
         prison: &str,
         limits: &Limits,
         proc_root: &Path,
@@ -112,6 +118,7 @@ impl Cgroups {
         let mut this = Self {
             prison: prison.to_owned(),
             proc_root: proc_root.to_owned(),
+            tree,
             layout: None,
             leaf: None,
             predecessor: predecessor.map(str::to_owned),
@@ -213,6 +220,7 @@ impl Cgroups {
         let mut this = Self {
             prison: prison.to_owned(),
             proc_root: proc_root.to_owned(),
+            tree: &fs::Kernel,
             layout: None,
             leaf: leaf.map(str::to_owned),
             predecessor: None,
@@ -377,7 +385,9 @@ impl Cgroups {
         let last = bases
             .iter()
             .flat_map(|base| generations(base, &self.prison))
-            .filter(|(dir, _)| self.is_predecessor(dir) || !fs::remove(dir).unwrap_or(false))
+            .filter(|(dir, _)| {
+                self.is_predecessor(dir) || !fs::remove(self.tree, dir).unwrap_or(false)
+            })
             .map(|(_, n)| n)
             .max()
             .unwrap_or(0);
@@ -399,7 +409,7 @@ impl Cgroups {
                 )
             })?;
         }
-        std::fs::create_dir(&group.dir).map_err(|e| {
+        self.tree.mkdir(&group.dir).map_err(|e| {
             let e = SetupError::new(format!("{step}: mkdir {}", group.dir.display()), e);
             let e = hint(
                 e,
@@ -536,7 +546,7 @@ impl Cgroups {
         let young = self.built.elapsed() < PREDECESSOR_GRACE;
         for (dir, _) in self.other_generations() {
             if !(young && self.is_predecessor(&dir)) {
-                let _ = fs::remove(&dir);
+                let _ = fs::remove(self.tree, &dir);
             }
         }
         events
@@ -579,7 +589,7 @@ impl Cgroups {
         for round in 0..2 {
             let deadline = Instant::now() + TEARDOWN_PATIENCE;
             loop {
-                dirs.retain(|dir| match fs::remove(dir) {
+                dirs.retain(|dir| match fs::remove(self.tree, dir) {
                     Ok(gone) => !gone,
                     Err(e) => {
                         problems.push(format!("removing cgroup {}: {e}", dir.display()));
@@ -613,7 +623,7 @@ impl Cgroups {
     /// After a failed build: remove what was created (nobody joined yet).
     fn remove_created(&mut self) {
         for group in self.groups.drain(..).rev() {
-            let _ = fs::remove(&group.dir);
+            let _ = fs::remove(self.tree, &group.dir);
         }
     }
 }
@@ -838,6 +848,122 @@ mod tests {
         }
     }
 
+    /// The cgroupfs of a fabricated host: mkdir makes the control files the kernel would make
+    /// for the hierarchy's controllers (v2: those its parent offers), and rmdir removes them
+    /// with the directory unless `cgroup.procs` lists a task (EBUSY, as the kernel says).
+    #[derive(Debug)]
+    struct Fabricated {
+        /// (mount point, v1 controllers; None for cgroup2).
+        mounts: Vec<(PathBuf, Option<Vec<String>>)>,
+    }
+
+    impl Fabricated {
+        /// The hierarchies that `proc_root/self/mountinfo` names; lives as long as the test.
+        fn of(proc_root: &Path) -> &'static Fabricated {
+            let mountinfo = std::fs::read_to_string(proc_root.join("self/mountinfo")).unwrap();
+            let mounts = mountinfo
+                .lines()
+                .map(|line| {
+                    let (left, right) = line.split_once(" - ").unwrap();
+                    let point = PathBuf::from(left.split(' ').nth(4).unwrap());
+                    let fields: Vec<&str> = right.split(' ').collect();
+                    let v1 = (fields[0] == "cgroup").then(|| {
+                        fields[2]
+                            .split(',')
+                            .filter(|o| !matches!(*o, "rw" | "ro"))
+                            .map(str::to_owned)
+                            .collect()
+                    });
+                    (point, v1)
+                })
+                .collect();
+            Box::leak(Box::new(Fabricated { mounts }))
+        }
+    }
+
+    impl fs::Tree for Fabricated {
+        fn mkdir(&self, dir: &Path) -> std::io::Result<()> {
+            std::fs::create_dir(dir)?;
+            let (_, v1) = self
+                .mounts
+                .iter()
+                .filter(|(point, _)| dir.starts_with(point))
+                .max_by_key(|(point, _)| point.as_os_str().len())
+                .expect("a cgroup under a fabricated mount");
+            let controllers: Vec<String> = match v1 {
+                Some(controllers) => controllers.clone(),
+                None => std::fs::read_to_string(dir.parent().unwrap().join("cgroup.controllers"))
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect(),
+            };
+            let mut files = vec!["cgroup.procs"];
+            if v1.is_none() {
+                files.extend([
+                    "cgroup.controllers",
+                    "cgroup.subtree_control",
+                    "cgroup.events",
+                ]);
+            }
+            for controller in &controllers {
+                files.extend(match (controller.as_str(), v1.is_some()) {
+                    ("memory", true) => &[
+                        "cgroup.event_control",
+                        "memory.limit_in_bytes",
+                        "memory.usage_in_bytes",
+                        "memory.max_usage_in_bytes",
+                        "memory.oom_control",
+                    ][..],
+                    ("memory", false) => &[
+                        "memory.max",
+                        "memory.current",
+                        "memory.peak",
+                        "memory.events",
+                    ][..],
+                    ("cpuset", _) => &["cpuset.cpus", "cpuset.mems"][..],
+                    ("pids", _) => &["pids.max", "pids.current", "pids.events"][..],
+                    _ => &[][..],
+                });
+            }
+            for file in files {
+                std::fs::write(dir.join(file), "")?;
+            }
+            Ok(())
+        }
+
+        fn rmdir(&self, dir: &Path) -> std::io::Result<()> {
+            match std::fs::remove_dir(dir) {
+                Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => {
+                    if fs::tasks(dir).is_empty() {
+                        std::fs::remove_dir_all(dir)
+                    } else {
+                        Err(std::io::Error::from_raw_os_error(libc::EBUSY))
+                    }
+                }
+                other => other,
+            }
+        }
+    }
+
+    impl Cgroups {
+        /// `create_after` on the fabricated host whose `/proc` is `proc_root`.
+        fn fabricated(
+            prison: &str,
+            limits: &Limits,
+            proc_root: &Path,
+            predecessor: Option<&str>,
+        ) -> Result<Self, SetupError> {
+            let tree = Fabricated::of(proc_root);
+            Self::create_in(tree, prison, limits, proc_root, predecessor)
+        }
+
+        /// A first start on the fabricated host.
+        fn create(prison: &str, limits: &Limits, proc_root: &Path) -> Result<Self, SetupError> {
+            Self::fabricated(prison, limits, proc_root, None)
+        }
+    }
+
     impl Drop for Host {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.0);
@@ -965,7 +1091,7 @@ mod tests {
         assert_eq!(leaf.as_deref(), Some("prison-www.1"));
         drop(old);
         // Empty, but a child forked for it just before the restart may still be joining.
-        let mut new = Cgroups::create_after("www", &limits, &host.proc(), leaf.as_deref()).unwrap();
+        let mut new = Cgroups::fabricated("www", &limits, &host.proc(), leaf.as_deref()).unwrap();
         assert!(host.path("cg/pids/prison-www.1").exists());
         assert_eq!(new.leaf(), Some("prison-www.2"));
         // Nor does the monitor right after the restart.
