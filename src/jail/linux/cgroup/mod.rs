@@ -10,19 +10,22 @@
 //! generation while old children finish in the old one; the monitor removes an old generation's
 //! cgroups once they are empty, and the next start removes those a crash left behind.
 
+mod apply;
+mod cleanup;
+mod discover;
 mod fs;
 pub mod layout;
 mod monitor;
 pub mod plan;
 
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::jail::SetupError;
-use layout::{Controller, Hierarchy, Layout};
+use cleanup::PREFIX;
+use layout::{Controller, Layout};
 use monitor::{MemoryState, PidsState};
-use plan::{Group, MemoryWatch, Setting, V2Facts, Value, Version};
+use plan::{Group, MemoryWatch, Version};
 
 pub use plan::Limits;
 
@@ -39,17 +42,6 @@ impl Limits {
         }
     }
 }
-
-/// Every cgroup of a prison is named `prison-<name>.<generation>`; `.` never occurs in a
-/// PrisonName, so the generations of one prison never match another's.
-const PREFIX: &str = "prison-";
-
-/// How long teardown waits for the last tasks to leave before it kills them, and after.
-const TEARDOWN_PATIENCE: Duration = Duration::from_secs(2);
-
-/// How long after a restart the previous generation's cgroups are kept even when empty: a
-/// child forked for it just before the restart joins within milliseconds.
-const PREDECESSOR_GRACE: Duration = Duration::from_secs(2);
 
 /// The prison's cgroups of one generation, as created by the parent.
 #[derive(Debug)]
@@ -136,12 +128,10 @@ impl Cgroups {
         if limits.controllers().is_empty() && !needs_v2 {
             return Ok("no cgroup needed".to_owned());
         }
-        let own = fs::read(&proc_root.join("self/cgroup"))?;
-        let mounts = fs::read(&proc_root.join("self/mountinfo"))?;
-        let layout = Layout::parse(&mounts, &own);
+        let layout = discover::layout(proc_root)?;
         let (_, v2_needed) = plan::split(limits, &layout);
         let facts = match (&layout.v2, v2_needed.is_empty()) {
-            (Some(v2), false) => Some(v2_facts(v2)?),
+            (Some(v2), false) => Some(discover::v2_facts(v2)?),
             _ => None,
         };
         let planned = plan::plan(
@@ -298,7 +288,7 @@ impl Cgroups {
         let layout = self.layout()?.clone();
         let (v1, v2_needed) = plan::split(limits, &layout);
         let facts = match (&layout.v2, v2_needed.is_empty()) {
-            (Some(v2), false) => Some(v2_facts(v2)?),
+            (Some(v2), false) => Some(discover::v2_facts(v2)?),
             _ => None,
         };
         let mut bases = self.all_bases();
@@ -351,82 +341,9 @@ impl Cgroups {
 
     fn layout(&mut self) -> Result<&Layout, SetupError> {
         if self.layout.is_none() {
-            let own = fs::read(&self.proc_root.join("self/cgroup"))?;
-            let mounts = fs::read(&self.proc_root.join("self/mountinfo"))?;
-            self.layout = Some(Layout::parse(&mounts, &own));
+            self.layout = Some(discover::layout(&self.proc_root)?);
         }
         Ok(self.layout.get_or_insert_with(Layout::default))
-    }
-
-    /// The next generation's leaf, after removing the empty cgroups of earlier generations
-    /// (stale ones of a crashed run among them), except the predecessor's. One that still holds
-    /// tasks (children orphaned by a crash) stays, and the new leaf is numbered past it.
-    fn next_leaf(&self, bases: &[PathBuf]) -> String {
-        let last = bases
-            .iter()
-            .flat_map(|base| generations(base, &self.prison))
-            .filter(|(dir, _)| {
-                self.is_predecessor(dir) || !fs::remove(self.tree, dir).unwrap_or(false)
-            })
-            .map(|(_, n)| n)
-            .max()
-            .unwrap_or(0);
-        format!("{PREFIX}{}.{}", self.prison, last + 1)
-    }
-
-    /// mkdir one cgroup and write its limits; it is recorded first, so a failure removes it.
-    fn apply(&mut self, group: Group) -> Result<(), SetupError> {
-        let step = format!("creating the cgroups of prison {}", self.prison);
-        for controller in &group.enable {
-            let control = group.base.join("cgroup.subtree_control");
-            fs::write(&control, &format!("+{controller}")).map_err(|e| {
-                hint(
-                    e,
-                    libc::EBUSY,
-                    "cgroup v2 hands no controller to the children of a cgroup that holds \
-                     processes: run httpd in a leaf of its delegated cgroup (systemd: \
-                     DelegateSubgroup=main)",
-                )
-            })?;
-        }
-        self.tree.mkdir(&group.dir).map_err(|e| {
-            let e = SetupError::new(format!("{step}: mkdir {}", group.dir.display()), e);
-            let e = hint(
-                e,
-                libc::EEXIST,
-                "another httpd with the same PrisonName uses it; PrisonName must be unique",
-            );
-            let e = hint(
-                e,
-                libc::EACCES,
-                "httpd's cgroup is not writable: httpd must start as root and its cgroup must be delegated to it",
-            );
-            hint(
-                e,
-                libc::EROFS,
-                "the cgroup filesystem is mounted read-only (a container?)",
-            )
-        })?;
-        let settings = group.settings.clone();
-        let base = group.base.clone();
-        let dir = group.dir.clone();
-        self.groups.push(group);
-        for Setting { file, value } in settings {
-            let value = match value {
-                Value::Text(text) => text,
-                Value::Cpus(cpus) => cpus.to_string(),
-                Value::FromBase => fs::read(&base.join(file))?.trim().to_owned(),
-            };
-            fs::write(&dir.join(file), &value).map_err(|e| match file {
-                "cpuset.cpus" => hint(
-                    e,
-                    libc::EINVAL,
-                    &format!("PrisonCPU must lie within {}/cpuset.cpus", base.display()),
-                ),
-                _ => e,
-            })?;
-        }
-        Ok(())
     }
 
     /// Parent: the prison's cgroup on the v2 hierarchy, created (without controllers) if no
@@ -461,11 +378,6 @@ impl Cgroups {
         Ok(dir)
     }
 
-    fn is_predecessor(&self, dir: &Path) -> bool {
-        self.predecessor.is_some()
-            && dir.file_name().and_then(|n| n.to_str()) == self.predecessor.as_deref()
-    }
-
     /// This generation's leaf (`prison-<name>.<n>`), if it made any cgroup: what the next
     /// generation must not remove while building (see `create_after`).
     pub fn leaf(&self) -> Option<&str> {
@@ -475,25 +387,6 @@ impl Cgroups {
     /// The cgroup directories every child joins (for the tests and the log).
     pub fn dirs(&self) -> impl Iterator<Item = &Path> {
         self.groups.iter().map(|g| g.dir.as_path())
-    }
-
-    /// Child, root, before `setns(mnt)` (the host's cgroupfs must still be visible): moves
-    /// the calling process into every cgroup of the prison.
-    pub fn join(&self) -> Result<(), SetupError> {
-        for group in &self.groups {
-            fs::write(&group.dir.join("cgroup.procs"), "0").map_err(|e| SetupError {
-                step: format!("joining the cgroup of prison {}: {}", self.prison, e.step),
-                source: e.source,
-            })?;
-        }
-        if let Some((efd, usage)) = self.memory.as_ref().and_then(|m| m.threshold.as_ref()) {
-            for fd in [efd, usage] {
-                // SAFETY: the child's copies of the parent's watch descriptors; the child never
-                // uses them (and never drops its Prepared), and must not read the parent's events.
-                unsafe { libc::close(fd.as_raw_fd()) };
-            }
-        }
-        Ok(())
     }
 
     /// Parent, periodically: what happened since the last look, one line per event for the
@@ -506,170 +399,8 @@ impl Cgroups {
         if let Some(pids) = &mut self.pids {
             pids.check(&self.prison, &self.proc_root, &mut events);
         }
-        let young = self.built.elapsed() < PREDECESSOR_GRACE;
-        for (dir, _) in self.other_generations() {
-            if !(young && self.is_predecessor(&dir)) {
-                let _ = fs::remove(self.tree, &dir);
-            }
-        }
+        self.remove_empty_others();
         events
-    }
-
-    /// Every cgroup a generation of this prison may have been created under: httpd's own in
-    /// each hierarchy, and its parent on v2. Earlier generations may have had other limits.
-    fn all_bases(&self) -> Vec<PathBuf> {
-        let mut bases: Vec<PathBuf> = self.groups.iter().map(|g| g.base.clone()).collect();
-        if let Some(layout) = &self.layout {
-            bases.extend(layout.v1.values().map(|h| h.own.clone()));
-            if let Some(v2) = &layout.v2 {
-                bases.push(v2.own.clone());
-                if v2.own != v2.mount {
-                    bases.extend(v2.own.parent().map(Path::to_owned));
-                }
-            }
-        }
-        bases.sort();
-        bases.dedup();
-        bases
-    }
-
-    fn other_generations(&self) -> Vec<(PathBuf, u64)> {
-        let ours: Vec<&Path> = self.dirs().collect();
-        self.all_bases()
-            .iter()
-            .flat_map(|base| generations(base, &self.prison))
-            .filter(|(dir, _)| !ours.contains(&dir.as_path()))
-            .collect()
-    }
-
-    /// Parent, at exit: removes every cgroup of the prison, of every generation. Tasks that
-    /// are still inside after a short wait (a CGI outliving the cgid daemon) are killed first,
-    /// as removing a FreeBSD jail does. Returns what could not be removed, for the log.
-    pub fn teardown(self) -> Vec<String> {
-        let mut dirs: Vec<PathBuf> = self.dirs().map(Path::to_owned).collect();
-        dirs.extend(self.other_generations().into_iter().map(|(dir, _)| dir));
-        let mut problems = Vec::new();
-        for round in 0..2 {
-            let deadline = Instant::now() + TEARDOWN_PATIENCE;
-            loop {
-                dirs.retain(|dir| match fs::remove(self.tree, dir) {
-                    Ok(gone) => !gone,
-                    Err(e) => {
-                        problems.push(format!("removing cgroup {}: {e}", dir.display()));
-                        false
-                    }
-                });
-                if dirs.is_empty() || Instant::now() > deadline {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if round == 0 {
-                let me = std::process::id() as i32;
-                let tasks = dirs.iter().flat_map(|dir| fs::tasks(dir));
-                for pid in tasks.filter(|&pid| pid > 1 && pid != me) {
-                    // SAFETY: kill has no memory-safety preconditions; the pid was read from
-                    // the prison's own cgroup, which only httpd's prisoners join.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                }
-            }
-        }
-        problems.extend(dirs.iter().map(|dir| {
-            format!(
-                "removing cgroup {}: still busy; it is removed at the next start",
-                dir.display()
-            )
-        }));
-        problems
-    }
-
-    /// After a failed build: remove what was created (nobody joined yet).
-    fn remove_created(&mut self) {
-        for group in self.groups.drain(..).rev() {
-            let _ = fs::remove(self.tree, &group.dir);
-        }
-    }
-}
-
-/// The cgroups of `prison`'s generations under `base`: (dir, generation).
-fn generations(base: &Path, prison: &str) -> Vec<(PathBuf, u64)> {
-    let prefix = format!("{PREFIX}{prison}.");
-    let Ok(entries) = std::fs::read_dir(base) else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|entry| {
-            let entry = entry.ok()?;
-            let name = entry.file_name();
-            let n = name.to_str()?.strip_prefix(&prefix)?;
-            if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            Some((entry.path(), n.parse().ok()?))
-        })
-        .collect()
-}
-
-/// Where the prison's v2 cgroup goes when it needs controllers, and what that cgroup offers.
-///
-/// cgroup v2 hands controllers only to the children of a cgroup without processes (the
-/// root excepted), and httpd is in its own cgroup. So the prison's cgroup goes beside httpd's,
-/// in the parent, which must be delegated to httpd (systemd: `Delegate=yes` marks the unit's
-/// cgroup with the `trusted.delegate` xattr; `DelegateSubgroup=main` puts httpd in a leaf).
-fn v2_facts(v2: &Hierarchy) -> Result<V2Facts, SetupError> {
-    let step = "choosing where the prison's cgroup v2 goes";
-    let base = if v2.own == v2.mount {
-        v2.own.clone()
-    } else {
-        match v2.own.parent() {
-            Some(parent) if fs::delegated(parent) => parent.to_owned(),
-            _ if fs::delegated(&v2.own) => {
-                return Err(SetupError::check(
-                    step,
-                    format!(
-                        "httpd runs in its delegated cgroup {} itself, and cgroup v2 gives no \
-                         controller to the children of a cgroup that holds processes; run httpd \
-                         in a subgroup (systemd >= 254: DelegateSubgroup=main in httpd's unit)",
-                        v2.own.display()
-                    ),
-                ))
-            }
-            _ => {
-                return Err(SetupError::check(
-                    step,
-                    format!(
-                        "httpd's cgroup {} is not delegated to httpd (no trusted.delegate xattr \
-                         on it or its parent), so systemd owns it and may undo the prison's \
-                         limits; add Delegate=yes and DelegateSubgroup=main to httpd's unit \
-                         (e.g. a drop-in for apache2.service)",
-                        v2.own.display()
-                    ),
-                ))
-            }
-        }
-    };
-    let words = |file: &str| -> Result<_, SetupError> {
-        Ok(fs::read(&base.join(file))?
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect())
-    };
-    Ok(V2Facts {
-        available: words("cgroup.controllers")?,
-        enabled: words("cgroup.subtree_control")?,
-        base,
-    })
-}
-
-/// Adds what to do about `errno` to the error's step.
-fn hint(e: SetupError, errno: i32, what: &str) -> SetupError {
-    if e.source.raw_os_error() == Some(errno) {
-        SetupError {
-            step: format!("{} ({what})", e.step),
-            source: e.source,
-        }
-    } else {
-        e
     }
 }
 
