@@ -25,7 +25,7 @@ use crate::jail::SetupError;
 use cleanup::PREFIX;
 use layout::{Controller, Layout};
 use monitor::{MemoryState, PidsState};
-use plan::{Group, MemoryWatch, Version};
+use plan::{Group, MemoryWatch, Plan, Version};
 
 pub use plan::Limits;
 
@@ -129,22 +129,9 @@ impl Cgroups {
             return Ok("no cgroup needed".to_owned());
         }
         let layout = discover::layout(proc_root)?;
-        let (_, v2_needed) = plan::split(limits, &layout);
-        let facts = match (&layout.v2, v2_needed.is_empty()) {
-            (Some(v2), false) => Some(discover::v2_facts(v2)?),
-            _ => None,
-        };
-        let planned = plan::plan(
-            limits,
-            &layout,
-            facts.as_ref(),
-            &format!("{PREFIX}{prison}.0"),
-        )
-        .map_err(|e| {
-            SetupError::check(
-                format!("{step} (cgroup layout: {})", layout.kind()),
-                e.to_string(),
-            )
+        let plan_step = format!("{step} (cgroup layout: {})", layout.kind());
+        let (_, planned) = plan_on(limits, &layout, &plan_step, |_| {
+            format!("{PREFIX}{prison}.0")
         })?;
         let mut bases: Vec<&Path> = planned.groups.iter().map(|g| g.base.as_path()).collect();
         if needs_v2 {
@@ -286,26 +273,17 @@ impl Cgroups {
 
     fn create_groups(&mut self, limits: &Limits) -> Result<(), SetupError> {
         let layout = self.layout()?.clone();
-        let (v1, v2_needed) = plan::split(limits, &layout);
-        let facts = match (&layout.v2, v2_needed.is_empty()) {
-            (Some(v2), false) => Some(discover::v2_facts(v2)?),
-            _ => None,
-        };
-        let mut bases = self.all_bases();
-        bases.extend(v1.iter().map(|(_, h)| h.own.clone()));
-        bases.extend(facts.iter().map(|f| f.base.clone()));
-        bases.sort();
-        bases.dedup();
-        let leaf = self.next_leaf(&bases);
-        let plan = plan::plan(limits, &layout, facts.as_ref(), &leaf).map_err(|e| {
-            SetupError::check(
-                format!(
-                    "creating the cgroups of prison {} (cgroup layout: {})",
-                    self.prison,
-                    layout.kind()
-                ),
-                e.to_string(),
-            )
+        let step = format!(
+            "creating the cgroups of prison {} (cgroup layout: {})",
+            self.prison,
+            layout.kind()
+        );
+        let (leaf, plan) = plan_on(limits, &layout, &step, |planned| {
+            let mut bases = self.all_bases();
+            bases.extend(planned);
+            bases.sort();
+            bases.dedup();
+            self.next_leaf(&bases)
         })?;
         self.leaf = Some(leaf);
         for group in plan.groups {
@@ -402,6 +380,28 @@ impl Cgroups {
         self.remove_empty_others();
         events
     }
+}
+
+/// The one plan for `limits` on `layout`: reads the v2 facts if a v2 cgroup needs
+/// controllers, then plans under the leaf that `leaf` names, given the cgroups the plan
+/// creates under (where a leaf must not collide with an earlier generation's). A plan error is
+/// a check error of `step`.
+fn plan_on(
+    limits: &Limits,
+    layout: &Layout,
+    step: &str,
+    leaf: impl FnOnce(Vec<PathBuf>) -> String,
+) -> Result<(String, Plan), SetupError> {
+    let (v1, v2_needed) = plan::split(limits, layout);
+    let facts = match (&layout.v2, v2_needed.is_empty()) {
+        (Some(v2), false) => Some(discover::v2_facts(v2)?),
+        _ => None,
+    };
+    let bases = v1.iter().map(|(_, h)| h.own.clone());
+    let leaf = leaf(bases.chain(facts.iter().map(|f| f.base.clone())).collect());
+    let plan = plan::plan(limits, layout, facts.as_ref(), &leaf)
+        .map_err(|e| SetupError::check(step, e.to_string()))?;
+    Ok((leaf, plan))
 }
 
 #[cfg(test)]
