@@ -9,6 +9,12 @@
 //! parent never joins. `<n>` grows with each graceful restart, so new limits apply to the new
 //! generation while old children finish in the old one; the monitor removes an old generation's
 //! cgroups once they are empty, and the next start removes those a crash left behind.
+//!
+//! This file sequences a generation's life; each step has its own file: `layout` (parsing
+//! where the hierarchies are), `discover` (reading that and the v2 facts from the host),
+//! `plan` (what to create and write, pure), `apply` (mkdir, write, join), `monitor` (memory
+//! report, OOM and pids events), `cleanup` (removing stale, earlier and all generations) and
+//! `fs` (the cgroupfs operations).
 
 mod apply;
 mod cleanup;
