@@ -13,9 +13,7 @@ use crate::jail::SetupError;
 pub fn write(path: &Path, value: &str) -> Result<(), SetupError> {
     fs::OpenOptions::new()
         .write(true)
-        // A real control file exists or the controller is missing (ENOENT says so); only the
-        // unit tests' fabricated trees need their files made.
-        .create(cfg!(test))
+        // Never created: a real control file exists or the controller is missing (ENOENT).
         .truncate(true)
         .open(path)
         .and_then(|mut file| file.write_all(value.as_bytes()))
@@ -94,20 +92,33 @@ pub fn drain_eventfd(efd: &OwnedFd) -> u64 {
     }
 }
 
+/// The two operations in which a cgroup filesystem differs from a plain one: mkdir makes the
+/// new cgroup's control files, and rmdir removes them with it (EBUSY while it has tasks).
+pub trait Tree: std::fmt::Debug + Send + Sync {
+    fn mkdir(&self, dir: &Path) -> io::Result<()>;
+    fn rmdir(&self, dir: &Path) -> io::Result<()>;
+}
+
+/// The kernel's cgroupfs.
+#[derive(Debug)]
+pub struct Kernel;
+
+impl Tree for Kernel {
+    fn mkdir(&self, dir: &Path) -> io::Result<()> {
+        fs::create_dir(dir)
+    }
+
+    fn rmdir(&self, dir: &Path) -> io::Result<()> {
+        fs::remove_dir(dir)
+    }
+}
+
 /// rmdir; Ok(false) while the cgroup still has tasks or children (EBUSY), Ok(true) when gone.
-pub fn remove(dir: &Path) -> io::Result<bool> {
-    match fs::remove_dir(dir) {
+pub fn remove(tree: &dyn Tree, dir: &Path) -> io::Result<bool> {
+    match tree.rmdir(dir) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
         Err(e) if e.raw_os_error() == Some(libc::EBUSY) => Ok(false),
-        // A fabricated tree in the unit tests holds plain files (a real cgroup never says
-        // ENOTEMPTY: its control files vanish with it); it is "populated" while its
-        // cgroup.procs lists a task.
-        #[cfg(test)]
-        Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => match tasks(dir).is_empty() {
-            true => fs::remove_dir_all(dir).map(|()| true),
-            false => Ok(false),
-        },
         Err(e) => Err(e),
     }
 }

@@ -9,18 +9,29 @@
 //! parent never joins. `<n>` grows with each graceful restart, so new limits apply to the new
 //! generation while old children finish in the old one; the monitor removes an old generation's
 //! cgroups once they are empty, and the next start removes those a crash left behind.
+//!
+//! This file sequences a generation's life; each step has its own file: `layout` (parsing
+//! where the hierarchies are), `discover` (reading that and the v2 facts from the host),
+//! `plan` (what to create and write, pure), `apply` (mkdir, write, join), `monitor` (memory
+//! report, OOM and pids events), `cleanup` (removing stale, earlier and all generations) and
+//! `fs` (the cgroupfs operations).
 
+mod apply;
+mod cleanup;
+mod discover;
 mod fs;
 pub mod layout;
+mod monitor;
 pub mod plan;
 
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::jail::SetupError;
-use layout::{Controller, Hierarchy, Layout};
-use plan::{Group, MemoryWatch, Setting, V2Facts, Value, Version};
+use cleanup::PREFIX;
+use layout::{Controller, Layout};
+use monitor::{MemoryState, PidsState};
+use plan::{Group, MemoryWatch, Plan, Version};
 
 pub use plan::Limits;
 
@@ -31,29 +42,20 @@ impl Limits {
         Self {
             memory_report: prison.memory.report,
             memory_deny: prison.memory.deny,
-            cpus: prison.cpus.as_ref().map(ToString::to_string),
+            cpus: prison.cpus.clone(),
             processes: prison.processes,
             httpd_tasks,
         }
     }
 }
 
-/// Every cgroup of a prison is named `prison-<name>.<generation>`; `.` never occurs in a
-/// PrisonName, so the generations of one prison never match another's.
-const PREFIX: &str = "prison-";
-
-/// How long teardown waits for the last tasks to leave before it kills them, and after.
-const TEARDOWN_PATIENCE: Duration = Duration::from_secs(2);
-
-/// How long after a restart the previous generation's cgroups are kept even when empty: a
-/// child forked for it just before the restart joins within milliseconds.
-const PREDECESSOR_GRACE: Duration = Duration::from_secs(2);
-
 /// The prison's cgroups of one generation, as created by the parent.
 #[derive(Debug)]
 pub struct Cgroups {
     prison: String,
     proc_root: PathBuf,
+    /// Where cgroups are made and removed: the kernel's cgroupfs (the tests fabricate one).
+    tree: &'static dyn fs::Tree,
     layout: Option<Layout>,
     /// `prison-<name>.<n>`, once any cgroup exists.
     leaf: Option<String>,
@@ -70,40 +72,22 @@ pub struct Cgroups {
     pids: Option<PidsState>,
 }
 
-#[derive(Debug)]
-struct MemoryState {
-    watch: MemoryWatch,
-    /// v1: (eventfd, memory.usage_in_bytes), registered at the report threshold.
-    threshold: Option<(OwnedFd, OwnedFd)>,
-    /// Use was at or above the report threshold at the last look.
-    above: bool,
-    oom_kills: u64,
-    /// v2: memory.peak at the last look.
-    peak: u64,
-}
-
-#[derive(Debug)]
-struct PidsState {
-    dir: PathBuf,
-    /// PrisonProcesses: tasks beyond httpd's own children.
-    beyond: u64,
-    /// `pids.max`: `beyond` + room for httpd's own children and their threads.
-    max: u64,
-    refused: u64,
-}
-
 impl Cgroups {
-    /// Parent, root: creates this generation's cgroups for `limits` and writes the limits.
-    /// `proc_root` is `/proc` (the tests pass a fabricated one); nothing is read when no limit
-    /// is set.
-    #[cfg(test)]
-    pub fn create(prison: &str, limits: &Limits, proc_root: &Path) -> Result<Self, SetupError> {
-        Self::create_after(prison, limits, proc_root, None)
+    /// Parent, root: creates this generation's cgroups for `limits` and writes the limits,
+    /// at a restart whose previous generation used the leaf `predecessor` (see
+    /// [`Cgroups::leaf`]). `proc_root` is `/proc`.
+    pub fn create_after(
+        prison: &str,
+        limits: &Limits,
+        proc_root: &Path,
+        predecessor: Option<&str>,
+    ) -> Result<Self, SetupError> {
+        Self::create_in(&fs::Kernel, prison, limits, proc_root, predecessor)
     }
 
-    /// As `create`, at a restart whose previous generation used the leaf `predecessor`
-    /// (see [`Cgroups::leaf`]).
-    pub fn create_after(
+    /// `create_after` in the cgroup filesystem `tree`, with `/proc` at `proc_root`.
+    fn create_in(
+        tree: &'static dyn fs::Tree,
         prison: &str,
         limits: &Limits,
         proc_root: &Path,
@@ -112,6 +96,7 @@ impl Cgroups {
         let mut this = Self {
             prison: prison.to_owned(),
             proc_root: proc_root.to_owned(),
+            tree,
             layout: None,
             leaf: None,
             predecessor: predecessor.map(str::to_owned),
@@ -149,25 +134,10 @@ impl Cgroups {
         if limits.controllers().is_empty() && !needs_v2 {
             return Ok("no cgroup needed".to_owned());
         }
-        let own = fs::read(&proc_root.join("self/cgroup"))?;
-        let mounts = fs::read(&proc_root.join("self/mountinfo"))?;
-        let layout = Layout::parse(&mounts, &own);
-        let (_, v2_needed) = plan::split(limits, &layout);
-        let facts = match (&layout.v2, v2_needed.is_empty()) {
-            (Some(v2), false) => Some(v2_facts(v2)?),
-            _ => None,
-        };
-        let planned = plan::plan(
-            limits,
-            &layout,
-            facts.as_ref(),
-            &format!("{PREFIX}{prison}.0"),
-        )
-        .map_err(|e| {
-            SetupError::check(
-                format!("{step} (cgroup layout: {})", layout.kind()),
-                e.to_string(),
-            )
+        let layout = discover::layout(proc_root)?;
+        let plan_step = format!("{step} (cgroup layout: {})", layout.kind());
+        let (_, planned) = plan_on(limits, &layout, &plan_step, |_| {
+            format!("{PREFIX}{prison}.0")
         })?;
         let mut bases: Vec<&Path> = planned.groups.iter().map(|g| g.base.as_path()).collect();
         if needs_v2 {
@@ -213,6 +183,7 @@ impl Cgroups {
         let mut this = Self {
             prison: prison.to_owned(),
             proc_root: proc_root.to_owned(),
+            tree: &fs::Kernel,
             layout: None,
             leaf: leaf.map(str::to_owned),
             predecessor: None,
@@ -308,26 +279,17 @@ impl Cgroups {
 
     fn create_groups(&mut self, limits: &Limits) -> Result<(), SetupError> {
         let layout = self.layout()?.clone();
-        let (v1, v2_needed) = plan::split(limits, &layout);
-        let facts = match (&layout.v2, v2_needed.is_empty()) {
-            (Some(v2), false) => Some(v2_facts(v2)?),
-            _ => None,
-        };
-        let mut bases = self.all_bases();
-        bases.extend(v1.iter().map(|(_, h)| h.own.clone()));
-        bases.extend(facts.iter().map(|f| f.base.clone()));
-        bases.sort();
-        bases.dedup();
-        let leaf = self.next_leaf(&bases);
-        let plan = plan::plan(limits, &layout, facts.as_ref(), &leaf).map_err(|e| {
-            SetupError::check(
-                format!(
-                    "creating the cgroups of prison {} (cgroup layout: {})",
-                    self.prison,
-                    layout.kind()
-                ),
-                e.to_string(),
-            )
+        let step = format!(
+            "creating the cgroups of prison {} (cgroup layout: {})",
+            self.prison,
+            layout.kind()
+        );
+        let (leaf, plan) = plan_on(limits, &layout, &step, |planned| {
+            let mut bases = self.all_bases();
+            bases.extend(planned);
+            bases.sort();
+            bases.dedup();
+            self.next_leaf(&bases)
         })?;
         self.leaf = Some(leaf);
         for group in plan.groups {
@@ -363,79 +325,9 @@ impl Cgroups {
 
     fn layout(&mut self) -> Result<&Layout, SetupError> {
         if self.layout.is_none() {
-            let own = fs::read(&self.proc_root.join("self/cgroup"))?;
-            let mounts = fs::read(&self.proc_root.join("self/mountinfo"))?;
-            self.layout = Some(Layout::parse(&mounts, &own));
+            self.layout = Some(discover::layout(&self.proc_root)?);
         }
         Ok(self.layout.get_or_insert_with(Layout::default))
-    }
-
-    /// The next generation's leaf, after removing the empty cgroups of earlier generations
-    /// (stale ones of a crashed run among them), except the predecessor's. One that still holds
-    /// tasks (children orphaned by a crash) stays, and the new leaf is numbered past it.
-    fn next_leaf(&self, bases: &[PathBuf]) -> String {
-        let last = bases
-            .iter()
-            .flat_map(|base| generations(base, &self.prison))
-            .filter(|(dir, _)| self.is_predecessor(dir) || !fs::remove(dir).unwrap_or(false))
-            .map(|(_, n)| n)
-            .max()
-            .unwrap_or(0);
-        format!("{PREFIX}{}.{}", self.prison, last + 1)
-    }
-
-    /// mkdir one cgroup and write its limits; it is recorded first, so a failure removes it.
-    fn apply(&mut self, group: Group) -> Result<(), SetupError> {
-        let step = format!("creating the cgroups of prison {}", self.prison);
-        for controller in &group.enable {
-            let control = group.base.join("cgroup.subtree_control");
-            fs::write(&control, &format!("+{controller}")).map_err(|e| {
-                hint(
-                    e,
-                    libc::EBUSY,
-                    "cgroup v2 hands no controller to the children of a cgroup that holds \
-                     processes: run httpd in a leaf of its delegated cgroup (systemd: \
-                     DelegateSubgroup=main)",
-                )
-            })?;
-        }
-        std::fs::create_dir(&group.dir).map_err(|e| {
-            let e = SetupError::new(format!("{step}: mkdir {}", group.dir.display()), e);
-            let e = hint(
-                e,
-                libc::EEXIST,
-                "another httpd with the same PrisonName uses it; PrisonName must be unique",
-            );
-            let e = hint(
-                e,
-                libc::EACCES,
-                "httpd's cgroup is not writable: httpd must start as root and its cgroup must be delegated to it",
-            );
-            hint(
-                e,
-                libc::EROFS,
-                "the cgroup filesystem is mounted read-only (a container?)",
-            )
-        })?;
-        let settings = group.settings.clone();
-        let base = group.base.clone();
-        let dir = group.dir.clone();
-        self.groups.push(group);
-        for Setting { file, value } in settings {
-            let value = match value {
-                Value::Text(text) => text,
-                Value::FromBase => fs::read(&base.join(file))?.trim().to_owned(),
-            };
-            fs::write(&dir.join(file), &value).map_err(|e| match file {
-                "cpuset.cpus" => hint(
-                    e,
-                    libc::EINVAL,
-                    &format!("PrisonCPU must lie within {}/cpuset.cpus", base.display()),
-                ),
-                _ => e,
-            })?;
-        }
-        Ok(())
     }
 
     /// Parent: the prison's cgroup on the v2 hierarchy, created (without controllers) if no
@@ -470,11 +362,6 @@ impl Cgroups {
         Ok(dir)
     }
 
-    fn is_predecessor(&self, dir: &Path) -> bool {
-        self.predecessor.is_some()
-            && dir.file_name().and_then(|n| n.to_str()) == self.predecessor.as_deref()
-    }
-
     /// This generation's leaf (`prison-<name>.<n>`), if it made any cgroup: what the next
     /// generation must not remove while building (see `create_after`).
     pub fn leaf(&self) -> Option<&str> {
@@ -486,25 +373,6 @@ impl Cgroups {
         self.groups.iter().map(|g| g.dir.as_path())
     }
 
-    /// Child, root, before `setns(mnt)` (the host's cgroupfs must still be visible): moves
-    /// the calling process into every cgroup of the prison.
-    pub fn join(&self) -> Result<(), SetupError> {
-        for group in &self.groups {
-            fs::write(&group.dir.join("cgroup.procs"), "0").map_err(|e| SetupError {
-                step: format!("joining the cgroup of prison {}: {}", self.prison, e.step),
-                source: e.source,
-            })?;
-        }
-        if let Some((efd, usage)) = self.memory.as_ref().and_then(|m| m.threshold.as_ref()) {
-            for fd in [efd, usage] {
-                // SAFETY: the child's copies of the parent's watch descriptors; the child never
-                // uses them (and never drops its Prepared), and must not read the parent's events.
-                unsafe { libc::close(fd.as_raw_fd()) };
-            }
-        }
-        Ok(())
-    }
-
     /// Parent, periodically: what happened since the last look, one line per event for the
     /// error log. Also removes earlier generations whose last task is gone.
     pub fn monitor(&mut self) -> Vec<String> {
@@ -513,277 +381,33 @@ impl Cgroups {
             memory.check(&self.prison, &mut events);
         }
         if let Some(pids) = &mut self.pids {
-            let text = std::fs::read_to_string(pids.dir.join("pids.events")).unwrap_or_default();
-            let refused = fs::counter(&text, "max").unwrap_or(pids.refused);
-            if refused > pids.refused {
-                let (children, theirs) = httpd_children_in(&self.proc_root, &pids.dir);
-                let current = fs::number(&pids.dir.join("pids.current")).unwrap_or(0);
-                events.push(format!(
-                    "prison {}: {} fork(s) refused at the PrisonProcesses limit {} (pids.max {} \
-                     = {} + room for httpd's own children and their threads); the prison holds \
-                     {current} tasks, {theirs} of them httpd's {children} children and their \
-                     threads",
-                    self.prison,
-                    refused - pids.refused,
-                    pids.beyond,
-                    pids.max,
-                    pids.beyond,
-                ));
-            }
-            pids.refused = refused;
+            pids.check(&self.prison, &self.proc_root, &mut events);
         }
-        let young = self.built.elapsed() < PREDECESSOR_GRACE;
-        for (dir, _) in self.other_generations() {
-            if !(young && self.is_predecessor(&dir)) {
-                let _ = fs::remove(&dir);
-            }
-        }
+        self.remove_empty_others();
         events
     }
-
-    /// Every cgroup a generation of this prison may have been created under: httpd's own in
-    /// each hierarchy, and its parent on v2. Earlier generations may have had other limits.
-    fn all_bases(&self) -> Vec<PathBuf> {
-        let mut bases: Vec<PathBuf> = self.groups.iter().map(|g| g.base.clone()).collect();
-        if let Some(layout) = &self.layout {
-            bases.extend(layout.v1.values().map(|h| h.own.clone()));
-            if let Some(v2) = &layout.v2 {
-                bases.push(v2.own.clone());
-                if v2.own != v2.mount {
-                    bases.extend(v2.own.parent().map(Path::to_owned));
-                }
-            }
-        }
-        bases.sort();
-        bases.dedup();
-        bases
-    }
-
-    fn other_generations(&self) -> Vec<(PathBuf, u64)> {
-        let ours: Vec<&Path> = self.dirs().collect();
-        self.all_bases()
-            .iter()
-            .flat_map(|base| generations(base, &self.prison))
-            .filter(|(dir, _)| !ours.contains(&dir.as_path()))
-            .collect()
-    }
-
-    /// Parent, at exit: removes every cgroup of the prison, of every generation. Tasks that
-    /// are still inside after a short wait (a CGI outliving the cgid daemon) are killed first,
-    /// as removing a FreeBSD jail does. Returns what could not be removed, for the log.
-    pub fn teardown(self) -> Vec<String> {
-        let mut dirs: Vec<PathBuf> = self.dirs().map(Path::to_owned).collect();
-        dirs.extend(self.other_generations().into_iter().map(|(dir, _)| dir));
-        let mut problems = Vec::new();
-        for round in 0..2 {
-            let deadline = Instant::now() + TEARDOWN_PATIENCE;
-            loop {
-                dirs.retain(|dir| match fs::remove(dir) {
-                    Ok(gone) => !gone,
-                    Err(e) => {
-                        problems.push(format!("removing cgroup {}: {e}", dir.display()));
-                        false
-                    }
-                });
-                if dirs.is_empty() || Instant::now() > deadline {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if round == 0 {
-                let me = std::process::id() as i32;
-                let tasks = dirs.iter().flat_map(|dir| fs::tasks(dir));
-                for pid in tasks.filter(|&pid| pid > 1 && pid != me) {
-                    // SAFETY: kill has no memory-safety preconditions; the pid was read from
-                    // the prison's own cgroup, which only httpd's prisoners join.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                }
-            }
-        }
-        problems.extend(dirs.iter().map(|dir| {
-            format!(
-                "removing cgroup {}: still busy; it is removed at the next start",
-                dir.display()
-            )
-        }));
-        problems
-    }
-
-    /// After a failed build: remove what was created (nobody joined yet).
-    fn remove_created(&mut self) {
-        for group in self.groups.drain(..).rev() {
-            let _ = fs::remove(&group.dir);
-        }
-    }
 }
 
-impl MemoryState {
-    fn check(&mut self, prison: &str, events: &mut Vec<String>) {
-        let dir = &self.watch.dir;
-        let v1 = matches!(self.watch.version, Version::V1(_));
-        let usage_file = if v1 {
-            "memory.usage_in_bytes"
-        } else {
-            "memory.current"
-        };
-        let usage = fs::number(&dir.join(usage_file)).unwrap_or(0);
-        if let Some(report) = self.watch.report {
-            // The highest use since the last look, and whether it also went down and up again.
-            let (peak, recrossed) = match &self.threshold {
-                Some((efd, _)) => {
-                    let crossings = fs::drain_eventfd(efd);
-                    if crossings > 0 {
-                        let max = dir.join("memory.max_usage_in_bytes");
-                        let peak = fs::number(&max).unwrap_or(usage);
-                        let _ = fs::write(&max, "0");
-                        (peak.max(usage), crossings >= 2)
-                    } else {
-                        (usage, false)
-                    }
-                }
-                None => {
-                    // v2 has no threshold event: memory.peak (all-time) shows a spike between
-                    // two looks only while it rises.
-                    let peak = fs::number(&dir.join("memory.peak")).unwrap_or(0);
-                    let rose = peak > self.peak;
-                    self.peak = self.peak.max(peak);
-                    (if rose { peak.max(usage) } else { usage }, false)
-                }
-            };
-            if peak >= report && (!self.above || recrossed) {
-                events.push(format!(
-                    "prison {prison}: memory use reached {peak} bytes, crossing the PrisonMemory \
-                     report threshold {report} bytes (in use now: {usage} bytes)"
-                ));
-            }
-            self.above = usage >= report;
-        }
-        let (file, key) = if v1 {
-            ("memory.oom_control", "oom_kill")
-        } else {
-            ("memory.events", "oom_kill")
-        };
-        let text = std::fs::read_to_string(dir.join(file)).unwrap_or_default();
-        let kills = fs::counter(&text, key).unwrap_or(self.oom_kills);
-        if kills > self.oom_kills {
-            let deny = self
-                .watch
-                .deny
-                .map_or("(none: the host ran out)".to_owned(), |d| {
-                    format!("{d} bytes")
-                });
-            events.push(format!(
-                "prison {prison}: out of memory, the kernel killed {} process(es) in the prison \
-                 at the PrisonMemory deny limit {deny}",
-                kills - self.oom_kills
-            ));
-        }
-        self.oom_kills = kills;
-    }
-}
-
-/// httpd's own children (this process's children: workers, the cgid daemon) among the tasks
-/// of the cgroup `dir`, and how many tasks they hold with their threads.
-fn httpd_children_in(proc_root: &Path, dir: &Path) -> (u64, u64) {
-    let me = std::process::id().to_string();
-    let mut found = (0, 0);
-    for pid in fs::tasks(dir) {
-        let status =
-            std::fs::read_to_string(proc_root.join(format!("{pid}/status"))).unwrap_or_default();
-        let field = |name: &str| {
-            status.lines().find_map(|l| {
-                let (key, value) = l.split_once(':')?;
-                (key == name).then(|| value.trim().to_owned())
-            })
-        };
-        if field("PPid").as_deref() == Some(me.as_str()) {
-            found.0 += 1;
-            found.1 += field("Threads").and_then(|t| t.parse().ok()).unwrap_or(1);
-        }
-    }
-    found
-}
-
-/// The cgroups of `prison`'s generations under `base`: (dir, generation).
-fn generations(base: &Path, prison: &str) -> Vec<(PathBuf, u64)> {
-    let prefix = format!("{PREFIX}{prison}.");
-    let Ok(entries) = std::fs::read_dir(base) else {
-        return Vec::new();
+/// The one plan for `limits` on `layout`: reads the v2 facts if a v2 cgroup needs
+/// controllers, then plans under the leaf that `leaf` names, given the cgroups the plan
+/// creates under (where a leaf must not collide with an earlier generation's). A plan error is
+/// a check error of `step`.
+fn plan_on(
+    limits: &Limits,
+    layout: &Layout,
+    step: &str,
+    leaf: impl FnOnce(Vec<PathBuf>) -> String,
+) -> Result<(String, Plan), SetupError> {
+    let (v1, v2_needed) = plan::split(limits, layout);
+    let facts = match (&layout.v2, v2_needed.is_empty()) {
+        (Some(v2), false) => Some(discover::v2_facts(v2)?),
+        _ => None,
     };
-    entries
-        .filter_map(|entry| {
-            let entry = entry.ok()?;
-            let name = entry.file_name();
-            let n = name.to_str()?.strip_prefix(&prefix)?;
-            if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            Some((entry.path(), n.parse().ok()?))
-        })
-        .collect()
-}
-
-/// Where the prison's v2 cgroup goes when it needs controllers, and what that cgroup offers.
-///
-/// cgroup v2 hands controllers only to the children of a cgroup without processes (the
-/// root excepted), and httpd is in its own cgroup. So the prison's cgroup goes beside httpd's,
-/// in the parent, which must be delegated to httpd (systemd: `Delegate=yes` marks the unit's
-/// cgroup with the `trusted.delegate` xattr; `DelegateSubgroup=main` puts httpd in a leaf).
-fn v2_facts(v2: &Hierarchy) -> Result<V2Facts, SetupError> {
-    let step = "choosing where the prison's cgroup v2 goes";
-    let base = if v2.own == v2.mount {
-        v2.own.clone()
-    } else {
-        match v2.own.parent() {
-            Some(parent) if fs::delegated(parent) => parent.to_owned(),
-            _ if fs::delegated(&v2.own) => {
-                return Err(SetupError::check(
-                    step,
-                    format!(
-                        "httpd runs in its delegated cgroup {} itself, and cgroup v2 gives no \
-                         controller to the children of a cgroup that holds processes; run httpd \
-                         in a subgroup (systemd >= 254: DelegateSubgroup=main in httpd's unit)",
-                        v2.own.display()
-                    ),
-                ))
-            }
-            _ => {
-                return Err(SetupError::check(
-                    step,
-                    format!(
-                        "httpd's cgroup {} is not delegated to httpd (no trusted.delegate xattr \
-                         on it or its parent), so systemd owns it and may undo the prison's \
-                         limits; add Delegate=yes and DelegateSubgroup=main to httpd's unit \
-                         (e.g. a drop-in for apache2.service)",
-                        v2.own.display()
-                    ),
-                ))
-            }
-        }
-    };
-    let words = |file: &str| -> Result<_, SetupError> {
-        Ok(fs::read(&base.join(file))?
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect())
-    };
-    Ok(V2Facts {
-        available: words("cgroup.controllers")?,
-        enabled: words("cgroup.subtree_control")?,
-        base,
-    })
-}
-
-/// Adds what to do about `errno` to the error's step.
-fn hint(e: SetupError, errno: i32, what: &str) -> SetupError {
-    if e.source.raw_os_error() == Some(errno) {
-        SetupError {
-            step: format!("{} ({what})", e.step),
-            source: e.source,
-        }
-    } else {
-        e
-    }
+    let bases = v1.iter().map(|(_, h)| h.own.clone());
+    let leaf = leaf(bases.chain(facts.iter().map(|f| f.base.clone())).collect());
+    let plan = plan::plan(limits, layout, facts.as_ref(), &leaf)
+        .map_err(|e| SetupError::check(step, e.to_string()))?;
+    Ok((leaf, plan))
 }
 
 #[cfg(test)]
@@ -837,6 +461,122 @@ mod tests {
         }
     }
 
+    /// The cgroupfs of a fabricated host: mkdir makes the control files the kernel would make
+    /// for the hierarchy's controllers (v2: those its parent offers), and rmdir removes them
+    /// with the directory unless `cgroup.procs` lists a task (EBUSY, as the kernel says).
+    #[derive(Debug)]
+    struct Fabricated {
+        /// (mount point, v1 controllers; None for cgroup2).
+        mounts: Vec<(PathBuf, Option<Vec<String>>)>,
+    }
+
+    impl Fabricated {
+        /// The hierarchies that `proc_root/self/mountinfo` names; lives as long as the test.
+        fn of(proc_root: &Path) -> &'static Fabricated {
+            let mountinfo = std::fs::read_to_string(proc_root.join("self/mountinfo")).unwrap();
+            let mounts = mountinfo
+                .lines()
+                .map(|line| {
+                    let (left, right) = line.split_once(" - ").unwrap();
+                    let point = PathBuf::from(left.split(' ').nth(4).unwrap());
+                    let fields: Vec<&str> = right.split(' ').collect();
+                    let v1 = (fields[0] == "cgroup").then(|| {
+                        fields[2]
+                            .split(',')
+                            .filter(|o| !matches!(*o, "rw" | "ro"))
+                            .map(str::to_owned)
+                            .collect()
+                    });
+                    (point, v1)
+                })
+                .collect();
+            Box::leak(Box::new(Fabricated { mounts }))
+        }
+    }
+
+    impl fs::Tree for Fabricated {
+        fn mkdir(&self, dir: &Path) -> std::io::Result<()> {
+            std::fs::create_dir(dir)?;
+            let (_, v1) = self
+                .mounts
+                .iter()
+                .filter(|(point, _)| dir.starts_with(point))
+                .max_by_key(|(point, _)| point.as_os_str().len())
+                .expect("a cgroup under a fabricated mount");
+            let controllers: Vec<String> = match v1 {
+                Some(controllers) => controllers.clone(),
+                None => std::fs::read_to_string(dir.parent().unwrap().join("cgroup.controllers"))
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect(),
+            };
+            let mut files = vec!["cgroup.procs"];
+            if v1.is_none() {
+                files.extend([
+                    "cgroup.controllers",
+                    "cgroup.subtree_control",
+                    "cgroup.events",
+                ]);
+            }
+            for controller in &controllers {
+                files.extend(match (controller.as_str(), v1.is_some()) {
+                    ("memory", true) => &[
+                        "cgroup.event_control",
+                        "memory.limit_in_bytes",
+                        "memory.usage_in_bytes",
+                        "memory.max_usage_in_bytes",
+                        "memory.oom_control",
+                    ][..],
+                    ("memory", false) => &[
+                        "memory.max",
+                        "memory.current",
+                        "memory.peak",
+                        "memory.events",
+                    ][..],
+                    ("cpuset", _) => &["cpuset.cpus", "cpuset.mems"][..],
+                    ("pids", _) => &["pids.max", "pids.current", "pids.events"][..],
+                    _ => &[][..],
+                });
+            }
+            for file in files {
+                std::fs::write(dir.join(file), "")?;
+            }
+            Ok(())
+        }
+
+        fn rmdir(&self, dir: &Path) -> std::io::Result<()> {
+            match std::fs::remove_dir(dir) {
+                Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => {
+                    if fs::tasks(dir).is_empty() {
+                        std::fs::remove_dir_all(dir)
+                    } else {
+                        Err(std::io::Error::from_raw_os_error(libc::EBUSY))
+                    }
+                }
+                other => other,
+            }
+        }
+    }
+
+    impl Cgroups {
+        /// `create_after` on the fabricated host whose `/proc` is `proc_root`.
+        fn fabricated(
+            prison: &str,
+            limits: &Limits,
+            proc_root: &Path,
+            predecessor: Option<&str>,
+        ) -> Result<Self, SetupError> {
+            let tree = Fabricated::of(proc_root);
+            Self::create_in(tree, prison, limits, proc_root, predecessor)
+        }
+
+        /// A first start on the fabricated host.
+        fn create(prison: &str, limits: &Limits, proc_root: &Path) -> Result<Self, SetupError> {
+            Self::fabricated(prison, limits, proc_root, None)
+        }
+    }
+
     impl Drop for Host {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.0);
@@ -873,7 +613,7 @@ mod tests {
         let limits = Limits {
             memory_report: None,
             memory_deny: Some(64 << 20),
-            cpus: Some("1".into()),
+            cpus: Some(crate::config::CpuSet::parse("1").unwrap()),
             processes: Some(50),
             httpd_tasks: 10,
         };
@@ -964,7 +704,7 @@ mod tests {
         assert_eq!(leaf.as_deref(), Some("prison-www.1"));
         drop(old);
         // Empty, but a child forked for it just before the restart may still be joining.
-        let mut new = Cgroups::create_after("www", &limits, &host.proc(), leaf.as_deref()).unwrap();
+        let mut new = Cgroups::fabricated("www", &limits, &host.proc(), leaf.as_deref()).unwrap();
         assert!(host.path("cg/pids/prison-www.1").exists());
         assert_eq!(new.leaf(), Some("prison-www.2"));
         // Nor does the monitor right after the restart.
@@ -1010,7 +750,7 @@ mod tests {
         Limits {
             memory_report: Some(100),
             memory_deny: Some(1000),
-            cpus: Some("0".into()),
+            cpus: Some(crate::config::CpuSet::parse("0").unwrap()),
             processes: Some(64),
             httpd_tasks: 0,
         }

@@ -6,14 +6,15 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use super::layout::{Controller, Hierarchy, Layout};
+use crate::config::CpuSet;
 
 /// The prison's limits in cgroup terms.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Limits {
     pub memory_report: Option<u64>,
     pub memory_deny: Option<u64>,
-    /// PrisonCPU in the kernel's list form.
-    pub cpus: Option<String>,
+    /// PrisonCPU; written in the kernel's list form.
+    pub cpus: Option<CpuSet>,
     /// PrisonProcesses: the tasks the prison may hold beyond httpd's own children.
     pub processes: Option<u64>,
     /// Room for httpd's own children of a generation and their threads (the MPM's ceiling),
@@ -55,6 +56,8 @@ pub enum Version {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
     Text(String),
+    /// A CPU list (cpuset.cpus), formatted only when written.
+    Cpus(CpuSet),
     /// The same file's value in the base cgroup (v1 cpuset.mems must be set, and a subset of
     /// the parent's, before a task may join).
     FromBase,
@@ -236,7 +239,10 @@ fn settings(limits: &Limits, version: Version, controller: Controller) -> Vec<Se
             .into_iter()
             .collect(),
         Controller::Cpuset => {
-            let cpus = limits.cpus.clone().unwrap_or_default();
+            let cpus = Setting {
+                file: "cpuset.cpus",
+                value: Value::Cpus(limits.cpus.clone().unwrap_or_default()),
+            };
             if v1 {
                 // v1: both must be set before a task may join (ENOSPC otherwise), mems first.
                 vec![
@@ -244,11 +250,11 @@ fn settings(limits: &Limits, version: Version, controller: Controller) -> Vec<Se
                         file: "cpuset.mems",
                         value: Value::FromBase,
                     },
-                    text("cpuset.cpus", cpus),
+                    cpus,
                 ]
             } else {
                 // v2: an empty cpuset.mems inherits the parent's.
-                vec![text("cpuset.cpus", cpus)]
+                vec![cpus]
             }
         }
         Controller::Pids => vec![text(
@@ -266,7 +272,7 @@ mod tests {
         Limits {
             memory_report: Some(64 << 20),
             memory_deny: Some(128 << 20),
-            cpus: Some("1".into()),
+            cpus: Some(CpuSet::parse("1").unwrap()),
             processes: Some(100),
             // Room for httpd's children, on top of PrisonProcesses in pids.max.
             httpd_tasks: 20,
@@ -283,6 +289,10 @@ mod tests {
 
     fn text(s: &str) -> Value {
         Value::Text(s.into())
+    }
+
+    fn cpus(list: &str) -> Value {
+        Value::Cpus(CpuSet::parse(list).unwrap())
     }
 
     const HYBRID_MOUNTS: &str = "\
@@ -312,7 +322,7 @@ mod tests {
         );
         assert_eq!(
             files(&plan.groups[1]),
-            [("cpuset.mems", Value::FromBase), ("cpuset.cpus", text("1"))]
+            [("cpuset.mems", Value::FromBase), ("cpuset.cpus", cpus("1"))]
         );
         assert_eq!(files(&plan.groups[2]), [("pids.max", text("120"))]);
         assert!(plan.groups.iter().all(|g| g.enable.is_empty()));
@@ -369,7 +379,7 @@ mod tests {
             files(group),
             [
                 ("memory.max", text("134217728")),
-                ("cpuset.cpus", text("1")),
+                ("cpuset.cpus", cpus("1")),
                 ("pids.max", text("120"))
             ]
         );
