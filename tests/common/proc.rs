@@ -62,14 +62,6 @@ pub fn cmdline(pid: i32) -> String {
         .unwrap_or_default()
 }
 
-/// Namespaces held by any process on the host, of the given kinds: compared before and after
-/// a test to show that the prison's namespaces are gone.
-pub fn live_namespaces(kinds: &[&str]) -> BTreeSet<String> {
-    pids()
-        .flat_map(|pid| kinds.iter().filter_map(move |k| namespace(pid, k)))
-        .collect()
-}
-
 /// The host's mount table, one line per mount point (mount id and parent dropped), for
 /// before/after comparisons.
 pub fn host_mounts() -> BTreeSet<String> {
