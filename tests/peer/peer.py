@@ -28,6 +28,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from httpd import pids  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 CACHE = REPO / "target/peer"
@@ -86,10 +89,6 @@ def build_module():
 
 
 # ---- what a run leaves behind: only its own objects (other httpds may run meanwhile) ----
-
-def pids():
-    return [int(d) for d in os.listdir("/proc") if d.isdigit()]
-
 
 def processes_of(root):
     """Every process whose command line or working directory is under `root`."""
